@@ -1,0 +1,166 @@
+"""The `bpcompile` command (also `python -m bpcompile`).
+
+User errors (bad spec, missing file, layer that does not fit, rule not built
+yet) print one paragraph and exit with code 2, without a traceback; a diverged
+run exits with 3; Ctrl-C exits with 130. Nothing already written is lost:
+run directories are only replaced with --overwrite, and files are written
+atomically."""
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.text import Text
+
+from .errors import BpcompileError
+
+stderr = Console(stderr=True, highlight=False)
+SPEC_PATH = click.Path(dir_okay=False, path_type=Path)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="bpcompile")
+def app():
+    """Compile a declarative learning-rule spec into a training graph, and run it."""
+
+
+def _set_option(f):
+    return click.option("--set", "assignments", multiple=True, metavar="FIELD=VALUE",
+                        help="Override a spec field, e.g. --set train.epochs=3 (repeatable; values parse as JSON).")(f)
+
+
+def _device_option(f):
+    return click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None,
+                        help="Overrides train.device.")(f)
+
+
+@app.command()
+@click.argument("spec_path", metavar="SPEC", type=SPEC_PATH, required=False)
+@_set_option
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Run directory (default: runs/<name>-<time>).")
+@_device_option
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Where the data set files are.")
+@click.option("--resume", "resume_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Continue the run in this directory from its checkpoint (SPEC optional; may raise train.epochs).")
+@click.option("--overwrite", is_flag=True, help="Replace the run files in an existing --out directory.")
+@click.option("--dry-run", "dry_run_steps", type=click.IntRange(min=1), default=None, metavar="STEPS",
+              help="Run STEPS steps on random data of the spec's shapes; writes nothing.")
+@click.option("--no-progress", is_flag=True, help="No progress bar (epoch lines are still printed).")
+def run(spec_path, assignments, out, device, data_dir, resume_dir, overwrite, dry_run_steps, no_progress):
+    """Train the experiment in SPEC (a JSON file)."""
+    from .runtime import dry_run, resume_experiment, run_experiment
+    from .spec import load_spec
+
+    if spec_path is None and resume_dir is None:
+        raise click.UsageError("give a SPEC file, or --resume DIR to continue a run.")
+    if spec_path is None:   # --resume alone: --set applies to the run's own spec
+        spec = load_spec(resume_dir / "spec.json", assignments) if assignments and (resume_dir / "spec.json").is_file() else None
+    else:
+        spec = load_spec(spec_path, assignments)
+    if dry_run_steps is not None:
+        if spec is None:
+            raise click.UsageError("--dry-run needs a SPEC file.")
+        dry_run(spec, dry_run_steps, device=device, console=stderr)
+        return
+    progress = not no_progress
+    if resume_dir is not None:
+        if out is not None or overwrite:
+            raise click.UsageError("--resume continues its own directory; it cannot be combined with --out or --overwrite.")
+        summary = resume_experiment(resume_dir, spec=spec, device=device, data_dir=data_dir, console=stderr,
+                                    show_progress=progress)
+    else:
+        out = out or Path("runs") / f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        summary = run_experiment(spec, out=out, device=device, data_dir=data_dir, overwrite=overwrite, console=stderr,
+                                 show_progress=progress)
+    click.echo(json.dumps({k: summary[k] for k in ("name", "rule", "epochs", "final_test_error", "best_test_error",
+                                                   "final_train_error", "wall_seconds", "device")}))
+
+
+@app.command()
+@click.argument("spec_path", metavar="SPEC", type=SPEC_PATH)
+@_set_option
+@click.option("--stage", type=click.Choice(["forward", "backward", "all"]), default="all", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "dot"]), default="text", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write here instead of stdout.")
+@_device_option
+def inspect(spec_path, assignments, stage, fmt, out, device):
+    """Show the compiled training graph of SPEC: forward, rewritten backward, implementations."""
+    from .compiler import compile_experiment
+    from .compiler.dump import dump_dot, dump_text
+    from .runtime.checkpoint import write_text
+    from .runtime.device import resolve_device
+    from .spec import load_spec
+
+    spec = load_spec(spec_path, assignments)
+    program = compile_experiment(spec, resolve_device(device or "cpu"))
+    text = (dump_dot if fmt == "dot" else dump_text)(program, stage)
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        write_text(out, text)
+        stderr.print(f"wrote {out}")
+
+
+@app.command()
+@click.argument("spec_paths", metavar="SPEC...", type=SPEC_PATH, nargs=-1, required=True)
+@_set_option
+def validate(spec_paths, assignments):
+    """Check specs: schema, layer shapes, rule availability. Exit 2 if any fails."""
+    from .compiler import input_spec
+    from .compiler.rules import check_implemented
+    from .nn import build_network
+    from .spec import load_spec
+
+    failed = 0
+    for path in spec_paths:
+        try:
+            spec = load_spec(path, assignments)
+            shape, classes = input_spec(spec)
+            network = build_network(spec.network, shape, classes, spec.train.seed)
+            check_implemented(spec, network)
+            count = sum(p.numel() for p in network.parameters())
+            click.echo(f"ok      {path}: {spec.name}, rule {spec.rule.name}, {len(network.layer_table)} parametric "
+                       f"layers, {count:,} parameters")
+        except BpcompileError as err:
+            failed += 1
+            click.echo(f"invalid {path}: {err}")
+    if failed:
+        raise SystemExit(2)
+
+
+@app.command()
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write here instead of stdout.")
+def schema(out):
+    """Print the JSON Schema of specs (every field, default and description)."""
+    from .spec import json_schema
+
+    text = json.dumps(json_schema(), indent=2) + "\n"
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        out.write_text(text)
+
+
+def main(argv=None) -> None:
+    try:
+        app.main(args=argv, prog_name="bpcompile", standalone_mode=False)
+    except click.exceptions.Abort:
+        stderr.print("aborted")
+        sys.exit(130)
+    except click.ClickException as err:
+        err.show()
+        sys.exit(err.exit_code)
+    except BpcompileError as err:
+        # Text, not markup: messages hold brackets such as network.layers[3]
+        stderr.print(Text.assemble(("error: ", "bold red"), str(err)), soft_wrap=True)
+        sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        stderr.print("interrupted: files written so far (the last checkpoint among them) are kept; continue with --resume.")
+        sys.exit(130)
+    except SystemExit:
+        raise
+    sys.exit(0)

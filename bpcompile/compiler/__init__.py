@@ -1,0 +1,51 @@
+"""Compile a spec into a training program: build, trace, rewrite, lower.
+
+    spec -> network (nn.build) -> joint fwd+bwd FX graph (trace) -> rule passes
+         -> lowering -> Program (what the runtime executes)
+"""
+
+import torch
+
+from ..errors import BpcompileError, NotImplementedYet
+from ..nn import build_network
+from ..spec import data_shapes
+from .lower import lower
+from .program import Program, Rewrite, Signature, Slot
+from .rules import apply_rules, check_implemented
+from .rules.base import RewriteContext
+from .trace import trace_eval_graph, trace_training_graph
+
+__all__ = ["Program", "Rewrite", "Signature", "Slot", "compile_experiment", "input_spec"]
+
+
+def input_spec(spec) -> tuple[tuple[int, ...], int]:
+    """(input shape, classes) from the data spec, checked against network.input_shape."""
+    shape, classes = data_shapes(spec.data)
+    declared = spec.network.input_shape
+    if declared is not None and tuple(declared) != tuple(shape):
+        raise BpcompileError(
+            f"network.input_shape is {list(declared)} but data.name={spec.data.name!r} gives inputs of shape "
+            f"{list(shape)}: remove network.input_shape or make them agree."
+        )
+    return tuple(shape), classes
+
+
+def compile_experiment(spec, device: torch.device | str = "cpu") -> Program:
+    device = torch.device(device)
+    if spec.train.precision == "bf16":
+        raise NotImplementedYet("train.precision='bf16' is not implemented yet; use 'fp32' or 'tf32'.")
+    input_shape, classes = input_spec(spec)
+    network = build_network(spec.network, input_shape, classes, spec.train.seed)
+    assigned = check_implemented(spec, network)
+    network.to(device)
+    train_graph, train_sig = trace_training_graph(network, spec.loss)
+    eval_graph, eval_sig = trace_eval_graph(network)
+    ctx = RewriteContext(graph=train_graph, signature=train_sig, network=network, spec=spec)
+    apply_rules(ctx, assigned)
+    lower(train_graph, device)
+    lower(eval_graph, device)
+    return Program(
+        train_graph=train_graph, train_signature=train_sig, eval_graph=eval_graph, eval_signature=eval_sig,
+        network=network, layer_rules={k: v.name for k, v in assigned.items()}, rule_name=spec.rule.name,
+        state=ctx.state, rewrites=ctx.rewrites, device=device,
+    )

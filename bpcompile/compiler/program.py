@@ -1,0 +1,83 @@
+"""The compiled training program: FX graphs, their signatures, rule state.
+
+A graph's inputs and outputs are flat tensors; its `Signature` says what each
+one is (a parameter, a buffer, a rule's state tensor, the batch, a gradient),
+so the runtime can feed and read it without knowing the rule."""
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+from torch.fx import GraphModule
+
+# Node meta keys written by the compiler passes (read by dump.py)
+META_LAYER = "bpcompile_layer"      # parametric layer the node belongs to
+META_ROLE = "bpcompile_role"        # 'forward' | 'grad_input' | 'grad_weight'
+META_OP = "bpcompile_op"            # custom op name before lowering
+META_IMPL = "bpcompile_impl"        # implementation chosen by lowering
+META_REWRITE = "bpcompile_rewrite"  # what a rule pass changed, in words
+
+
+@dataclass(frozen=True)
+class Slot:
+    kind: str   # inputs: param, buffer, state, input, target; outputs: loss, logits, grad, state_grad
+    name: str   # e.g. 'fc1.weight', 'fc1.feedback', 'x'
+
+
+@dataclass
+class Signature:
+    inputs: list[Slot]
+    outputs: list[Slot]
+
+    def input_names(self, kind: str) -> list[str]:
+        return [s.name for s in self.inputs if s.kind == kind]
+
+    def output_index(self, kind: str, name: Optional[str] = None) -> int:
+        for i, s in enumerate(self.outputs):
+            if s.kind == kind and (name is None or s.name == name):
+                return i
+        raise KeyError((kind, name))
+
+
+@dataclass
+class Rewrite:
+    """A change a rule pass made, for `inspect` and the tests."""
+
+    rule: str
+    layer: str
+    node: str
+    description: str
+
+
+@dataclass
+class Program:
+    """What `compile_experiment` returns and the runtime executes."""
+
+    train_graph: GraphModule          # params, buffers, state, x, y -> loss, logits, grads
+    train_signature: Signature
+    eval_graph: GraphModule           # params, buffers, x -> logits
+    eval_signature: Signature
+    network: torch.nn.Module          # owns the parameters and buffers
+    layer_rules: dict[str, str]       # parametric layer -> rule name that trains it
+    rule_name: str
+    state: dict[str, torch.Tensor] = field(default_factory=dict)   # rule state (feedback tensors ...)
+    rewrites: list[Rewrite] = field(default_factory=list)
+    device: torch.device = torch.device("cpu")
+
+    def graph_inputs(self, signature: Signature, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> list:
+        """The flat input list of a graph, in its signature's order."""
+        params = dict(self.network.named_parameters())
+        buffers = dict(self.network.named_buffers())
+        values = []
+        for slot in signature.inputs:
+            if slot.kind == "param":
+                values.append(params[slot.name])
+            elif slot.kind == "buffer":
+                values.append(buffers[slot.name])
+            elif slot.kind == "state":
+                values.append(self.state[slot.name])
+            elif slot.kind == "input":
+                values.append(x)
+            elif slot.kind == "target":
+                values.append(y)
+        return values

@@ -1,0 +1,153 @@
+"""Trace the network into FX graphs with make_fx (public APIs only).
+
+The training graph is the joint forward + backward of one step: make_fx over
+a function that calls the network functionally and then
+`torch.autograd.grad`, so every backward op is a graph node. With
+tracing_mode='symbolic' the graph serves any batch size. Each node of a
+parametric op family is tagged with its layer and role.
+"""
+
+import torch
+from torch.fx import GraphModule
+from torch.fx.experimental.proxy_tensor import make_fx
+from torch.func import functional_call
+
+from ..nn.losses import task_loss
+from ..nn.ops import WEIGHT_ARG, role_of
+from .program import META_LAYER, META_OP, META_ROLE, Signature, Slot
+
+
+def trace_batch_size(network) -> int:
+    """A batch size for tracing that equals no other input dimension: symbolic
+    tracing gives equal input sizes one symbol ("duck sizing"), which would tie
+    the batch to, say, a 7x7 feature map."""
+    dims = set(network.input_shape)
+    for tensor in list(network.parameters()) + list(network.buffers()):
+        dims.update(tensor.shape)
+    candidate = 5
+    while candidate in dims:
+        candidate += 1
+    return candidate
+
+
+def _example_inputs(network, params, buffers, with_target: bool):
+    batch = trace_batch_size(network)
+    device = params[0].device if params else torch.device("cpu")
+    x = torch.zeros(batch, *network.input_shape, device=device)
+    example = [p.detach().requires_grad_(True) for p in params] + [b.detach() for b in buffers] + [x]
+    if with_target:
+        example.append(torch.zeros(batch, dtype=torch.long, device=device))
+    return example
+
+
+def trace_training_graph(network, loss_name: str) -> tuple[GraphModule, Signature]:
+    """Joint forward + backward of one BP step: (params, buffers, x, y) -> (loss, logits, grads)."""
+    names = [n for n, _ in network.named_parameters()]
+    buffer_names = [n for n, _ in network.named_buffers()]
+    params = [p for _, p in network.named_parameters()]
+    buffers = [b for _, b in network.named_buffers()]
+
+    def step(*flat):
+        p = dict(zip(names, flat[: len(names)]))
+        b = dict(zip(buffer_names, flat[len(names): len(names) + len(buffer_names)]))
+        x, y = flat[-2], flat[-1]
+        logits = functional_call(network, {**p, **b}, (x,))
+        loss = task_loss(loss_name, logits, y)
+        grads = torch.autograd.grad(loss, list(p.values()))
+        return (loss.detach(), logits.detach(), *grads)
+
+    network.train()
+    graph = make_fx(step, tracing_mode="symbolic")(*_example_inputs(network, params, buffers, True))
+    signature = Signature(
+        inputs=[Slot("param", n) for n in names] + [Slot("buffer", n) for n in buffer_names]
+        + [Slot("input", "x"), Slot("target", "y")],
+        outputs=[Slot("loss", "loss"), Slot("logits", "logits")] + [Slot("grad", n) for n in names],
+    )
+    _name_placeholders(graph, signature)
+    cleanup(graph)
+    tag_layers(graph, signature, network)
+    return graph, signature
+
+
+def trace_eval_graph(network) -> tuple[GraphModule, Signature]:
+    """Forward pass in evaluation mode: (params, buffers, x) -> logits."""
+    names = [n for n, _ in network.named_parameters()]
+    buffer_names = [n for n, _ in network.named_buffers()]
+    params = [p for _, p in network.named_parameters()]
+    buffers = [b for _, b in network.named_buffers()]
+
+    def forward(*flat):
+        p = dict(zip(names, flat[: len(names)]))
+        b = dict(zip(buffer_names, flat[len(names): len(names) + len(buffer_names)]))
+        return (functional_call(network, {**p, **b}, (flat[-1],)),)
+
+    network.eval()
+    with torch.no_grad():
+        example = [t.detach() for t in _example_inputs(network, params, buffers, False)]
+        graph = make_fx(forward, tracing_mode="symbolic")(*example)
+    network.train()
+    signature = Signature(
+        inputs=[Slot("param", n) for n in names] + [Slot("buffer", n) for n in buffer_names] + [Slot("input", "x")],
+        outputs=[Slot("logits", "logits")],
+    )
+    _name_placeholders(graph, signature)
+    cleanup(graph)
+    tag_layers(graph, signature, network)
+    return graph, signature
+
+
+def _name_placeholders(graph: GraphModule, signature: Signature) -> None:
+    """Placeholders named after what they hold (fc1_weight, x, y) so dumps read well."""
+    placeholders = [n for n in graph.graph.nodes if n.op == "placeholder"]
+    for node, slot in zip(placeholders, signature.inputs):
+        node.target = node.name = slot.name.replace(".", "_")
+    graph.recompile()
+
+
+def cleanup(graph: GraphModule) -> None:
+    """Drop detach nodes (identities for values) and dead code."""
+    for node in list(graph.graph.nodes):
+        if node.op == "call_function" and node.target is torch.ops.aten.detach.default:
+            node.replace_all_uses_with(node.args[0])
+            graph.graph.erase_node(node)
+    graph.graph.eliminate_dead_code()
+    graph.recompile()
+
+
+def placeholders(graph: GraphModule, signature: Signature) -> dict[str, torch.fx.Node]:
+    nodes = [n for n in graph.graph.nodes if n.op == "placeholder"]
+    return {slot.name: node for slot, node in zip(signature.inputs, nodes)}
+
+
+def tag_layers(graph: GraphModule, signature: Signature, network) -> None:
+    """Tag each parametric op node with its layer and role (META_LAYER, META_ROLE, META_OP)."""
+    weight_to_layer = {info.weight: info.name for info in network.layer_table}
+    by_placeholder = {node: weight_to_layer.get(name) for name, node in placeholders(graph, signature).items()}
+    output_node = next(n for n in graph.graph.nodes if n.op == "output")
+    produces = {}
+    for slot, value in zip(signature.outputs, output_node.args[0]):
+        if slot.kind == "grad" and value is not None:
+            produces[value] = weight_to_layer.get(slot.name)
+    for node in graph.graph.nodes:
+        found = role_of(node.target) if node.op == "call_function" else None
+        if found is None:
+            continue
+        family, role = found
+        layer = by_placeholder.get(node.args[WEIGHT_ARG]) if role != "grad_weight" else produces.get(node)
+        node.meta[META_LAYER] = layer
+        node.meta[META_ROLE] = role
+        node.meta[META_OP] = str(node.target)
+
+
+def nodes_of(graph: GraphModule, layer: str, role: str) -> list[torch.fx.Node]:
+    return [n for n in graph.graph.nodes if n.meta.get(META_LAYER) == layer and n.meta.get(META_ROLE) == role]
+
+
+def add_input(graph: GraphModule, signature: Signature, slot: Slot) -> torch.fx.Node:
+    """Append a placeholder (after the existing parameter/buffer/state inputs, before x and y)."""
+    existing = [n for n in graph.graph.nodes if n.op == "placeholder"]
+    first_data = next(i for i, s in enumerate(signature.inputs) if s.kind in ("input", "target"))
+    with graph.graph.inserting_before(existing[first_data]):
+        node = graph.graph.placeholder(slot.name.replace(".", "_"))
+    signature.inputs.insert(first_data, slot)
+    return node

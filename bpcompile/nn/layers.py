@@ -1,0 +1,110 @@
+"""Layer modules. Parametric ones call the bpcompile custom ops (ops/), so a
+traced training step shows their forward and backward as named nodes."""
+
+from collections import OrderedDict
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from . import ops  # noqa: F401  (registers torch.ops.bpcompile.*)
+
+
+class Dense(nn.Module):
+    def __init__(self, in_features: int, units: int, bias: bool):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(units, in_features))
+        self.bias = nn.Parameter(torch.zeros(units)) if bias else None
+
+    def forward(self, x):
+        return torch.ops.bpcompile.dense(x, self.weight, self.bias)
+
+
+class LocallyConnected2d(nn.Module):
+    """Weight (P, O, k*k*C), bias (O, H_out, W_out); see ops/locally_connected.py."""
+
+    def __init__(self, in_channels: int, out_hw: tuple[int, int], channels: int, kernel: int, stride: int,
+                 padding: int, bias: bool):
+        super().__init__()
+        positions = out_hw[0] * out_hw[1]
+        self.kernel, self.stride, self.padding = kernel, stride, padding
+        self.weight = nn.Parameter(torch.empty(positions, channels, kernel * kernel * in_channels))
+        self.bias = nn.Parameter(torch.zeros(channels, *out_hw)) if bias else None
+
+    def forward(self, x):
+        return torch.ops.bpcompile.locally_connected(x, self.weight, self.bias, self.kernel, self.stride, self.padding)
+
+
+class Conv2d(nn.Module):
+    def __init__(self, in_channels: int, channels: int, kernel: int, stride: int, padding: int, bias: bool):
+        super().__init__()
+        self.stride, self.padding = stride, padding
+        self.weight = nn.Parameter(torch.empty(channels, in_channels, kernel, kernel))
+        self.bias = nn.Parameter(torch.zeros(channels)) if bias else None
+
+    def forward(self, x):
+        return torch.ops.bpcompile.conv2d(x, self.weight, self.bias, self.stride, self.padding)
+
+
+ACTIVATIONS = {
+    "tanh": torch.tanh,
+    "relu": F.relu,
+    "sigmoid": torch.sigmoid,
+    "leaky_relu": F.leaky_relu,
+    "elu": F.elu,
+    "gelu": F.gelu,
+    "identity": lambda x: x,
+}
+
+
+class Activation(nn.Module):
+    def __init__(self, fn: str):
+        super().__init__()
+        self.fn_name = fn
+        self.fn = ACTIVATIONS[fn]
+
+    def forward(self, x):
+        return self.fn(x)
+
+    def extra_repr(self):
+        return self.fn_name
+
+
+class Flatten(nn.Module):
+    def forward(self, x):
+        return x.flatten(1)
+
+
+class Pool(nn.Module):
+    def __init__(self, kind: str, kernel: int, stride: int, padding: int):
+        super().__init__()
+        self.kind, self.kernel, self.stride, self.padding = kind, kernel, stride, padding
+
+    def forward(self, x):
+        pool = F.max_pool2d if self.kind == "max" else F.avg_pool2d
+        return pool(x, self.kernel, self.stride, self.padding)
+
+
+class GlobalAvgPool(nn.Module):
+    def forward(self, x):
+        return x.mean((2, 3))
+
+
+class Residual(nn.Module):
+    """out = relu(main(x) + shortcut(x)). Sub-layers are registered directly
+    (`<block>.conv1`, `<block>.proj`, ...) so their names match the layer table."""
+
+    def __init__(self, main: "OrderedDict[str, nn.Module]", shortcut: "OrderedDict[str, nn.Module]"):
+        super().__init__()
+        for name, module in {**main, **shortcut}.items():
+            self.add_module(name, module)
+        self.main_names, self.shortcut_names = list(main), list(shortcut)
+
+    def forward(self, x):
+        out = x
+        for name in self.main_names:
+            out = getattr(self, name)(out)
+        skip = x
+        for name in self.shortcut_names:
+            skip = getattr(self, name)(skip)
+        return F.relu(out + skip)

@@ -1,0 +1,98 @@
+"""2-D convolution (shared weights) as custom ops, weight (O, C, k, k)."""
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch.nn.grad import conv2d_input, conv2d_weight
+
+from .registry import OpFamily, register_family
+
+
+def conv2d_reference(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], stride: int,
+                     padding: int) -> torch.Tensor:
+    return F.conv2d(x, weight, bias, stride=stride, padding=padding)
+
+
+def conv2d_grad_input_reference(grad_out: torch.Tensor, weight: torch.Tensor, in_height: int, in_width: int,
+                                stride: int, padding: int) -> torch.Tensor:
+    # BP reads W here; a feedback rule passes B (same layout as W) instead
+    shape = (grad_out.shape[0], weight.shape[1], in_height, in_width)
+    return conv2d_input(shape, weight, grad_out, stride=stride, padding=padding)
+
+
+def conv2d_grad_weight_reference(grad_out: torch.Tensor, x: torch.Tensor, kernel: int, stride: int,
+                                 padding: int) -> torch.Tensor:
+    shape = (grad_out.shape[1], x.shape[1], kernel, kernel)
+    return conv2d_weight(x, shape, grad_out, stride=stride, padding=padding)
+
+
+@torch.library.custom_op("bpcompile::conv2d", mutates_args=())
+def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], stride: int,
+           padding: int) -> torch.Tensor:
+    return conv2d_reference(x, weight, bias, stride, padding)
+
+
+@conv2d.register_fake
+def _(x, weight, bias, stride, padding):
+    kernel = weight.shape[2]
+    h_out = (x.shape[2] + 2 * padding - kernel) // stride + 1
+    w_out = (x.shape[3] + 2 * padding - kernel) // stride + 1
+    return x.new_empty(x.shape[0], weight.shape[0], h_out, w_out)
+
+
+@torch.library.custom_op("bpcompile::conv2d_grad_input", mutates_args=())
+def conv2d_grad_input(grad_out: torch.Tensor, weight: torch.Tensor, in_height: int, in_width: int, stride: int,
+                      padding: int) -> torch.Tensor:
+    return conv2d_grad_input_reference(grad_out, weight, in_height, in_width, stride, padding)
+
+
+@conv2d_grad_input.register_fake
+def _(grad_out, weight, in_height, in_width, stride, padding):
+    return grad_out.new_empty(grad_out.shape[0], weight.shape[1], in_height, in_width)
+
+
+@torch.library.custom_op("bpcompile::conv2d_grad_weight", mutates_args=())
+def conv2d_grad_weight(grad_out: torch.Tensor, x: torch.Tensor, kernel: int, stride: int,
+                       padding: int) -> torch.Tensor:
+    return conv2d_grad_weight_reference(grad_out, x, kernel, stride, padding)
+
+
+@conv2d_grad_weight.register_fake
+def _(grad_out, x, kernel, stride, padding):
+    return grad_out.new_empty(grad_out.shape[1], x.shape[1], kernel, kernel)
+
+
+def _setup(ctx, inputs, output):
+    x, weight, bias, stride, padding = inputs
+    ctx.save_for_backward(x, weight)
+    ctx.geometry = (weight.shape[2], stride, padding)
+    ctx.has_bias = bias is not None
+
+
+def _backward(ctx, grad_out):
+    x, weight = ctx.saved_tensors
+    kernel, stride, padding = ctx.geometry
+    grad_x = grad_w = grad_b = None
+    if ctx.needs_input_grad[0]:
+        grad_x = conv2d_grad_input(grad_out, weight, x.shape[2], x.shape[3], stride, padding)
+    if ctx.needs_input_grad[1]:
+        grad_w = conv2d_grad_weight(grad_out, x, kernel, stride, padding)
+    if ctx.has_bias and ctx.needs_input_grad[2]:
+        grad_b = grad_out.sum((0, 2, 3))
+    return grad_x, grad_w, grad_b, None, None
+
+
+conv2d.register_autograd(_backward, setup_context=_setup)
+
+FAMILY = register_family(OpFamily(
+    kind="conv2d",
+    forward=torch.ops.bpcompile.conv2d.default,
+    grad_input=torch.ops.bpcompile.conv2d_grad_input.default,
+    grad_weight=torch.ops.bpcompile.conv2d_grad_weight.default,
+    implementations={
+        torch.ops.bpcompile.conv2d.default: {"reference": conv2d_reference},
+        torch.ops.bpcompile.conv2d_grad_input.default: {"reference": conv2d_grad_input_reference},
+        torch.ops.bpcompile.conv2d_grad_weight.default: {"reference": conv2d_grad_weight_reference},
+    },
+))

@@ -1,0 +1,80 @@
+"""Fully connected layer as custom ops: y = x W^T + b, W of shape (out, in)."""
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from .registry import OpFamily, register_family
+
+
+def dense_reference(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
+    return F.linear(x, weight, bias)
+
+
+def dense_grad_input_reference(grad_out: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    # BP reads W here; a feedback rule passes B (same layout as W) instead
+    return grad_out.mm(weight)
+
+
+def dense_grad_weight_reference(grad_out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return grad_out.t().mm(x)
+
+
+@torch.library.custom_op("bpcompile::dense", mutates_args=())
+def dense(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
+    return dense_reference(x, weight, bias)
+
+
+@dense.register_fake
+def _(x, weight, bias):
+    return x.new_empty(x.shape[0], weight.shape[0])
+
+
+@torch.library.custom_op("bpcompile::dense_grad_input", mutates_args=())
+def dense_grad_input(grad_out: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    return dense_grad_input_reference(grad_out, weight)
+
+
+@dense_grad_input.register_fake
+def _(grad_out, weight):
+    return grad_out.new_empty(grad_out.shape[0], weight.shape[1])
+
+
+@torch.library.custom_op("bpcompile::dense_grad_weight", mutates_args=())
+def dense_grad_weight(grad_out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return dense_grad_weight_reference(grad_out, x)
+
+
+@dense_grad_weight.register_fake
+def _(grad_out, x):
+    return grad_out.new_empty(grad_out.shape[1], x.shape[1])
+
+
+def _setup(ctx, inputs, output):
+    x, weight, bias = inputs
+    ctx.save_for_backward(x, weight)
+    ctx.has_bias = bias is not None
+
+
+def _backward(ctx, grad_out):
+    x, weight = ctx.saved_tensors
+    grad_x = dense_grad_input(grad_out, weight) if ctx.needs_input_grad[0] else None
+    grad_w = dense_grad_weight(grad_out, x) if ctx.needs_input_grad[1] else None
+    grad_b = grad_out.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
+    return grad_x, grad_w, grad_b
+
+
+dense.register_autograd(_backward, setup_context=_setup)
+
+FAMILY = register_family(OpFamily(
+    kind="dense",
+    forward=torch.ops.bpcompile.dense.default,
+    grad_input=torch.ops.bpcompile.dense_grad_input.default,
+    grad_weight=torch.ops.bpcompile.dense_grad_weight.default,
+    implementations={
+        torch.ops.bpcompile.dense.default: {"reference": dense_reference},
+        torch.ops.bpcompile.dense_grad_input.default: {"reference": dense_grad_input_reference},
+        torch.ops.bpcompile.dense_grad_weight.default: {"reference": dense_grad_weight_reference},
+    },
+))

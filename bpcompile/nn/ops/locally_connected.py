@@ -1,0 +1,158 @@
+"""Locally connected 2-D layer as custom ops, with its plain-PyTorch reference.
+
+out[b, o, p] = sum_k W[p, o, k] * patch[b, k, p] + bias[o, p], for output
+positions p = (row, col) and patch entries k = (kernel row, kernel col, input
+channel), channel fastest. W has shape (P, O, K) with P = H_out * W_out and
+K = kernel * kernel * C_in; the bias has shape (O, H_out, W_out).
+
+The reference gathers patches from a channels-last (NHWC) copy of the padded
+input through one strided view, into a (P, B, K) tensor, and multiplies with
+one batched matmul over positions: no 6-D broadcast, no unfold + einsum
+layout shuffles. It still materialises the patches (that is what the Triton
+kernels avoid).
+"""
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from .registry import OpFamily, register_family
+
+
+def lc_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def _padded_nhwc(x: torch.Tensor, padding: int) -> torch.Tensor:
+    x = x.permute(0, 2, 3, 1)
+    return F.pad(x, (0, 0, padding, padding, padding, padding)) if padding else x.contiguous()
+
+
+def lc_patches(x: torch.Tensor, kernel: int, stride: int, padding: int) -> torch.Tensor:
+    """(P, B, K) patches of x (B, C, H, W), K ordered (kernel row, kernel col, channel)."""
+    xp = _padded_nhwc(x, padding)
+    batch, hp, wp, channels = xp.shape
+    h_out = (hp - kernel) // stride + 1
+    w_out = (wp - kernel) // stride + 1
+    sb, sh, sw, sc = xp.stride()
+    windows = xp.as_strided(
+        (h_out, w_out, batch, kernel, kernel, channels), (stride * sh, stride * sw, sb, sh, sw, sc)
+    )
+    return windows.reshape(h_out * w_out, batch, kernel * kernel * channels)
+
+
+def _positions_first(grad_out: torch.Tensor) -> torch.Tensor:
+    """(B, O, H, W) -> (P, B, O)."""
+    batch, out_ch = grad_out.shape[:2]
+    return grad_out.reshape(batch, out_ch, -1).permute(2, 0, 1)
+
+
+def lc_forward_reference(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
+                         kernel: int, stride: int, padding: int) -> torch.Tensor:
+    batch = x.shape[0]
+    h_out = lc_output_size(x.shape[2], kernel, stride, padding)
+    w_out = lc_output_size(x.shape[3], kernel, stride, padding)
+    positions, out_ch, _ = weight.shape
+    patches = lc_patches(x, kernel, stride, padding)                  # (P, B, K)
+    if bias is None:
+        out = torch.bmm(patches, weight.transpose(1, 2))              # (P, B, O)
+    else:
+        out = torch.baddbmm(bias.reshape(out_ch, positions).t().unsqueeze(1), patches, weight.transpose(1, 2))
+    # contiguous, as the fake kernel promises: later view nodes in the traced graph rely on it
+    return out.permute(1, 2, 0).reshape(batch, out_ch, h_out, w_out).contiguous()
+
+
+def lc_grad_input_reference(grad_out: torch.Tensor, weight: torch.Tensor, in_height: int, in_width: int,
+                            kernel: int, stride: int, padding: int) -> torch.Tensor:
+    # BP reads W here; a feedback rule passes B (same layout as W) instead
+    batch, _, h_out, w_out = grad_out.shape
+    channels = weight.shape[2] // (kernel * kernel)
+    grad_patches = torch.bmm(_positions_first(grad_out), weight)      # (P, B, K)
+    grad_patches = grad_patches.reshape(h_out, w_out, batch, kernel, kernel, channels)
+    grad_padded = grad_out.new_zeros(batch, in_height + 2 * padding, in_width + 2 * padding, channels)
+    # fold: each kernel offset adds one strided slab of the patch gradients
+    for i in range(kernel):
+        for j in range(kernel):
+            grad_padded[:, i:i + stride * (h_out - 1) + 1:stride, j:j + stride * (w_out - 1) + 1:stride, :] += (
+                grad_patches[:, :, :, i, j, :].permute(2, 0, 1, 3)
+            )
+    grad_x = grad_padded[:, padding:padding + in_height, padding:padding + in_width, :]
+    return grad_x.permute(0, 3, 1, 2).contiguous()
+
+
+def lc_grad_weight_reference(grad_out: torch.Tensor, x: torch.Tensor, kernel: int, stride: int,
+                             padding: int) -> torch.Tensor:
+    patches = lc_patches(x, kernel, stride, padding)                  # recomputed: cheaper than keeping them
+    return torch.bmm(_positions_first(grad_out).transpose(1, 2), patches)   # (P, O, K)
+
+
+@torch.library.custom_op("bpcompile::locally_connected", mutates_args=())
+def locally_connected(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
+                      kernel: int, stride: int, padding: int) -> torch.Tensor:
+    return lc_forward_reference(x, weight, bias, kernel, stride, padding)
+
+
+@locally_connected.register_fake
+def _(x, weight, bias, kernel, stride, padding):
+    h_out = lc_output_size(x.shape[2], kernel, stride, padding)
+    w_out = lc_output_size(x.shape[3], kernel, stride, padding)
+    return x.new_empty(x.shape[0], weight.shape[1], h_out, w_out)
+
+
+@torch.library.custom_op("bpcompile::locally_connected_grad_input", mutates_args=())
+def locally_connected_grad_input(grad_out: torch.Tensor, weight: torch.Tensor, in_height: int, in_width: int,
+                                 kernel: int, stride: int, padding: int) -> torch.Tensor:
+    return lc_grad_input_reference(grad_out, weight, in_height, in_width, kernel, stride, padding)
+
+
+@locally_connected_grad_input.register_fake
+def _(grad_out, weight, in_height, in_width, kernel, stride, padding):
+    return grad_out.new_empty(grad_out.shape[0], weight.shape[2] // (kernel * kernel), in_height, in_width)
+
+
+@torch.library.custom_op("bpcompile::locally_connected_grad_weight", mutates_args=())
+def locally_connected_grad_weight(grad_out: torch.Tensor, x: torch.Tensor, kernel: int, stride: int,
+                                  padding: int) -> torch.Tensor:
+    return lc_grad_weight_reference(grad_out, x, kernel, stride, padding)
+
+
+@locally_connected_grad_weight.register_fake
+def _(grad_out, x, kernel, stride, padding):
+    positions = grad_out.shape[2] * grad_out.shape[3]
+    return grad_out.new_empty(positions, grad_out.shape[1], x.shape[1] * kernel * kernel)
+
+
+def _setup(ctx, inputs, output):
+    x, weight, bias, kernel, stride, padding = inputs
+    ctx.save_for_backward(x, weight)
+    ctx.geometry = (kernel, stride, padding)
+    ctx.has_bias = bias is not None
+
+
+def _backward(ctx, grad_out):
+    x, weight = ctx.saved_tensors
+    kernel, stride, padding = ctx.geometry
+    grad_x = grad_w = grad_b = None
+    if ctx.needs_input_grad[0]:
+        grad_x = locally_connected_grad_input(grad_out, weight, x.shape[2], x.shape[3], kernel, stride, padding)
+    if ctx.needs_input_grad[1]:
+        grad_w = locally_connected_grad_weight(grad_out, x, kernel, stride, padding)
+    if ctx.has_bias and ctx.needs_input_grad[2]:
+        grad_b = grad_out.sum(0)
+    return grad_x, grad_w, grad_b, None, None, None
+
+
+locally_connected.register_autograd(_backward, setup_context=_setup)
+
+FAMILY = register_family(OpFamily(
+    kind="locally_connected",
+    forward=torch.ops.bpcompile.locally_connected.default,
+    grad_input=torch.ops.bpcompile.locally_connected_grad_input.default,
+    grad_weight=torch.ops.bpcompile.locally_connected_grad_weight.default,
+    implementations={
+        torch.ops.bpcompile.locally_connected.default: {"reference": lc_forward_reference},
+        torch.ops.bpcompile.locally_connected_grad_input.default: {"reference": lc_grad_input_reference},
+        torch.ops.bpcompile.locally_connected_grad_weight.default: {"reference": lc_grad_weight_reference},
+    },
+))

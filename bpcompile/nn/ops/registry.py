@@ -1,0 +1,52 @@
+"""The parametric op families: every parametric layer is three custom ops.
+
+Each family registers `forward(x, weight, bias, ...)`, `grad_input(grad_out,
+weight, ...)` and `grad_weight(grad_out, x, ...)` as `torch.library` custom ops
+in the `bpcompile` namespace, with the forward's autograd formula calling the
+other two. Tracing a training step therefore shows every layer's backward as
+named nodes whose weight argument (always argument 1) a rule pass can
+retarget, and whose implementation a lowering pass can swap.
+
+The weight is argument 1 of `forward` and `grad_input`; `grad_weight` never
+reads it. Each op has one or more implementations (plain functions with the
+op's signature): 'reference' (plain PyTorch, any device) always, and later
+'triton' (CUDA).
+"""
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+WEIGHT_ARG = 1
+
+
+@dataclass
+class OpFamily:
+    kind: str                      # layer type in the spec: 'dense', 'locally_connected', 'conv2d'
+    forward: object                # torch.ops.bpcompile.<...>.default
+    grad_input: object
+    grad_weight: object
+    implementations: dict = field(default_factory=dict)  # op -> {impl name: callable}
+
+
+FAMILIES: dict[str, OpFamily] = {}
+
+
+def register_family(family: OpFamily) -> OpFamily:
+    FAMILIES[family.kind] = family
+    return family
+
+
+def role_of(target) -> tuple[OpFamily, str] | None:
+    """(family, 'forward' | 'grad_input' | 'grad_weight') of a graph node target, or None."""
+    for family in FAMILIES.values():
+        for role in ("forward", "grad_input", "grad_weight"):
+            if getattr(family, role) is target:
+                return family, role
+    return None
+
+
+def implementations(target) -> dict[str, Callable]:
+    for family in FAMILIES.values():
+        if target in family.implementations:
+            return family.implementations[target]
+    return {}

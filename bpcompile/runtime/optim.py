@@ -1,0 +1,49 @@
+"""torch.optim optimisers and per-epoch learning-rate schedules from optimiser specs."""
+
+import math
+
+import torch
+
+
+def build_optimizer(spec, params) -> torch.optim.Optimizer:
+    params = list(params)
+    if spec.name == "adam":
+        return torch.optim.Adam(params, lr=spec.lr, betas=tuple(spec.betas), eps=spec.eps, weight_decay=spec.weight_decay)
+    if spec.name == "sgd":
+        return torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum, nesterov=spec.nesterov,
+                               weight_decay=spec.weight_decay)
+    raise ValueError(f"unknown optimizer {spec.name!r}")  # the spec union lists every optimiser
+
+
+def lr_factor(schedule, epoch: int, epochs: int) -> float:
+    """Multiplier of the base learning rate during (0-based) `epoch`."""
+    if schedule.name == "constant":
+        return 1.0
+    if schedule.name == "step":
+        return schedule.gamma ** (epoch // schedule.step_epochs)
+    if schedule.name == "multistep":
+        return schedule.gamma ** sum(epoch >= m for m in schedule.milestones)
+    if schedule.name == "cosine":
+        if epoch < schedule.warmup_epochs:
+            return (epoch + 1) / schedule.warmup_epochs
+        span = max(1, epochs - schedule.warmup_epochs)
+        progress = (epoch - schedule.warmup_epochs) / span
+        return schedule.min_lr_factor + (1 - schedule.min_lr_factor) * 0.5 * (1 + math.cos(math.pi * progress))
+    raise ValueError(f"unknown schedule {schedule.name!r}")
+
+
+def build_scheduler(spec, optimizer, epochs: int) -> torch.optim.lr_scheduler.LambdaLR:
+    schedule = spec.schedule
+    if schedule.name == "cosine":
+        schedule = _CosineView(schedule, spec.lr)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: lr_factor(schedule, epoch, epochs))
+
+
+class _CosineView:
+    """Cosine schedule with min_lr expressed as a factor of the base lr."""
+
+    name = "cosine"
+
+    def __init__(self, schedule, base_lr: float):
+        self.warmup_epochs = schedule.warmup_epochs
+        self.min_lr_factor = schedule.min_lr / base_lr

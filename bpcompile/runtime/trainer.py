@@ -1,0 +1,297 @@
+"""The training runtime: data -> compiled step -> metrics -> checkpoints -> summary.
+
+Everything the run does goes through the compiled program (CompiledStep /
+CompiledEval); there is no second training code path. A run is reproducible
+from spec + seed: initialisation, feedback tensors, data order and
+augmentation are all seeded, and the data order of epoch e depends only on
+(seed, e), so a resumed run continues exactly as an uninterrupted one.
+"""
+
+import math
+import time
+from pathlib import Path
+from typing import Optional
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from ..compiler import compile_experiment
+from ..data import BatchLoader, load_dataset, random_batch
+from ..errors import BpcompileError, TrainingDiverged
+from ..spec import data_shapes, spec_from_dict, spec_to_json
+from .checkpoint import load_checkpoint, save_checkpoint
+from .device import resolve_device, set_precision, versions
+from .optim import build_optimizer, build_scheduler
+from .rundir import CHECKPOINT, RunDir
+from .step import CompiledEval, CompiledStep
+
+FINITE_CHECK_EVERY = 50  # steps between divergence checks (each one syncs the GPU)
+
+
+def prepare_torch(spec, device_override: Optional[str]) -> torch.device:
+    device = resolve_device(device_override or spec.train.device)
+    set_precision(spec.train.precision)
+    if spec.train.num_threads:
+        torch.set_num_threads(spec.train.num_threads)
+    return device
+
+
+class Trainer:
+    def __init__(self, spec, device: torch.device, splits, run_dir: Optional[RunDir], console: Console,
+                 show_progress: bool = True):
+        self.spec, self.device, self.splits, self.run_dir = spec, device, splits, run_dir
+        self.console, self.show_progress = console, show_progress
+        self.program = compile_experiment(spec, device)
+        if tuple(splits.input_shape) != tuple(self.program.network.input_shape):
+            raise BpcompileError(
+                f"data set {spec.data.name!r} gives inputs of shape {tuple(splits.input_shape)} but the network was "
+                f"built for {tuple(self.program.network.input_shape)}."
+            )
+        self.step = CompiledStep(self.program)
+        self.evaluate = CompiledEval(self.program, spec.loss)
+        self.optimizer = build_optimizer(spec.optimizer, self.program.network.parameters())
+        self.scheduler = build_scheduler(spec.optimizer, self.optimizer, spec.train.epochs)
+        data, seed = spec.data, spec.train.seed
+        common = dict(device=device, mean=splits.mean, std=splits.std, normalize=data.normalize,
+                      device_resident=data.device_resident)
+        self.train_loader = BatchLoader(splits.train_x, splits.train_y, batch_size=data.batch_size, shuffle=True,
+                                        seed=seed, augment=data.augment, max_batches=spec.train.max_steps_per_epoch,
+                                        **common)
+        self.eval_loaders = {"test": BatchLoader(splits.test_x, splits.test_y, batch_size=data.eval_batch_size,
+                                                 shuffle=False, seed=seed, **common)}
+        if splits.val_x is not None:
+            self.eval_loaders["val"] = BatchLoader(splits.val_x, splits.val_y, batch_size=data.eval_batch_size,
+                                                   shuffle=False, seed=seed, **common)
+        if spec.train.train_error == "full":
+            self.eval_loaders["train"] = BatchLoader(splits.train_x, splits.train_y, batch_size=data.eval_batch_size,
+                                                     shuffle=False, seed=seed, **common)
+        self.epoch = 0            # epochs completed
+        self.history: list[dict] = []
+        self.last_checkpoint_epoch = 0
+        self.wall_seconds = 0.0
+
+    # ---- checkpoints -------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "epoch": self.epoch,
+            "network": self.program.network.state_dict(),
+            "rule_state": self.program.state,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "wall_seconds": self.wall_seconds,
+            "spec": spec_to_json(self.spec, full=True),
+        }
+
+    def load_state_dict(self, payload: dict) -> None:
+        self.program.network.load_state_dict(payload["network"])
+        for name, tensor in payload["rule_state"].items():
+            self.program.state[name].copy_(tensor)   # in place: the compiled step holds these tensors
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.scheduler.load_state_dict(payload["scheduler"])
+        torch.set_rng_state(payload["torch_rng"])
+        if payload.get("cuda_rng") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(payload["cuda_rng"])
+        self.epoch = payload["epoch"]
+        self.last_checkpoint_epoch = self.epoch
+        self.wall_seconds = payload.get("wall_seconds", 0.0)
+
+    def save(self) -> None:
+        if self.run_dir is not None:
+            save_checkpoint(self.run_dir.file(CHECKPOINT), self.state_dict())
+            self.last_checkpoint_epoch = self.epoch
+
+    # ---- training ----------------------------------------------------------
+    def _progress(self) -> Progress:
+        return Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+            console=self.console, transient=True, disable=not (self.show_progress and self.console.is_terminal),
+        )
+
+    def _diverged(self, step: int, loss: float) -> TrainingDiverged:
+        where = str(self.run_dir.path) if self.run_dir else "(no run directory)"
+        kept = (f"the last good checkpoint (epoch {self.last_checkpoint_epoch}) is kept in {where}"
+                if self.last_checkpoint_epoch else "no checkpoint had been written yet")
+        self._write_summary("diverged")
+        return TrainingDiverged(
+            f"training diverged in epoch {self.epoch + 1}, by step {step}: the loss is {loss}; {kept}. Lower "
+            f"optimizer.lr or check the rule's settings."
+        )
+
+    def train_epoch(self) -> dict:
+        epoch = self.epoch
+        started = time.perf_counter()
+        loss_sum = torch.zeros((), device=self.device)
+        errors = torch.zeros((), dtype=torch.long, device=self.device)
+        count = 0
+        with self._progress() as bar:
+            task = bar.add_task(f"epoch {epoch + 1}/{self.spec.train.epochs}", total=len(self.train_loader), loss="-")
+            for step, (x, y) in enumerate(self.train_loader.epoch(epoch), start=1):
+                loss, logits = self.step(x, y)
+                self.optimizer.step()
+                loss_sum += loss.detach() * len(y)
+                errors += (logits.argmax(1) != y).sum()
+                count += len(y)
+                if step % FINITE_CHECK_EVERY == 0:
+                    mean = float(loss_sum) / count
+                    if not math.isfinite(mean):
+                        raise self._diverged(step, mean)
+                    bar.update(task, loss=f"{mean:.4f}")
+                bar.advance(task)
+        train_loss = float(loss_sum) / max(count, 1)
+        if not math.isfinite(train_loss):
+            raise self._diverged(len(self.train_loader), train_loss)
+        self.scheduler.step()
+        row = {"epoch": epoch + 1, "train_loss": train_loss, "train_error": 100.0 * float(errors) / max(count, 1),
+               "lr": self.optimizer.param_groups[0]["lr"], "train_seconds": time.perf_counter() - started}
+        return row
+
+    def fit(self) -> dict:
+        epochs = self.spec.train.epochs
+        while self.epoch < epochs:
+            started = time.perf_counter()
+            row = self.train_epoch()
+            self.epoch += 1
+            last = self.epoch == epochs
+            if self.epoch % self.spec.train.eval_every == 0 or last:
+                for split, loader in self.eval_loaders.items():
+                    error, loss = self.evaluate(loader)
+                    if split == "train":      # train_error='full': replace the running estimate
+                        row["train_error"], row["train_eval_loss"] = error, loss
+                    else:
+                        row[f"{split}_error"], row[f"{split}_loss"] = error, loss
+            row["seconds"] = time.perf_counter() - started
+            self.wall_seconds += row["seconds"]
+            self.history.append(row)
+            self._log(row)
+            if self.run_dir is not None:
+                self.run_dir.append_metrics(row)
+                if self.epoch % self.spec.train.checkpoint_every == 0 or last:
+                    self.save()
+                self._write_summary("running" if not last else "finished")
+        return self.summary("finished")
+
+    def _log(self, row: dict) -> None:
+        parts = [f"epoch {row['epoch']}/{self.spec.train.epochs}", f"loss {row['train_loss']:.4f}",
+                 f"train err {row['train_error']:.2f}%"]
+        for split in ("val", "test"):
+            if f"{split}_error" in row:
+                parts.append(f"{split} err {row[f'{split}_error']:.2f}%")
+        parts.append(f"{row['seconds']:.1f}s")
+        self.console.print("  ".join(parts))
+
+    def summary(self, status: str) -> dict:
+        evaluated = [r for r in self.history if "test_error" in r]
+        best = min(evaluated, key=lambda r: r["test_error"]) if evaluated else None
+        last = self.history[-1] if self.history else {}
+        return {
+            "name": self.spec.name,
+            "rule": self.spec.rule.name,
+            "status": status,
+            "epochs": self.epoch,
+            "final_test_error": evaluated[-1]["test_error"] if evaluated else None,
+            "best_test_error": best["test_error"] if best else None,
+            "best_epoch": best["epoch"] if best else None,
+            "final_val_error": evaluated[-1].get("val_error") if evaluated else None,
+            "final_train_error": last.get("train_error"),
+            "final_train_loss": last.get("train_loss"),
+            "wall_seconds": self.wall_seconds,
+            "seed": self.spec.train.seed,
+            "data_source": self.splits.source,
+            **versions(self.device),
+        }
+
+    def _write_summary(self, status: str) -> None:
+        if self.run_dir is not None:
+            self.run_dir.write_summary(self.summary(status))
+
+
+def run_experiment(spec, *, out: Path, device: Optional[str] = None, data_dir: Optional[str] = None,
+                   overwrite: bool = False, console: Optional[Console] = None, show_progress: bool = True) -> dict:
+    """Train `spec` into a new run directory `out`; returns the summary."""
+    console = console or Console(stderr=True)
+    torch_device = prepare_torch(spec, device)
+    splits = load_dataset(spec.data, data_dir=data_dir, seed=spec.train.seed)
+    trainer = Trainer(spec, torch_device, splits, None, console, show_progress)   # compile before touching the disk
+    trainer.run_dir = RunDir.create(out, overwrite)
+    trainer.run_dir.write_spec(spec_to_json(spec, full=True))
+    console.print(f"{spec.name}: rule {spec.rule.name}, {len(trainer.program.network.layer_table)} parametric layers, "
+                  f"data {splits.source}, device {torch_device}, run dir {out}", markup=False)
+    return trainer.fit()
+
+
+def resume_experiment(run_path: Path, *, spec=None, device: Optional[str] = None, data_dir: Optional[str] = None,
+                      console: Optional[Console] = None, show_progress: bool = True) -> dict:
+    """Continue a run from its checkpoint. A given spec may differ from the run's only in train.epochs."""
+    console = console or Console(stderr=True)
+    run_dir = RunDir.existing(run_path)
+    from ..spec.io import read_spec_dict
+
+    saved = spec_from_dict(read_spec_dict(run_dir.file("spec.json")), f"run spec {run_dir.file('spec.json')}")
+    if spec is not None:
+        _check_resumable(saved, spec)
+        saved = saved.model_copy(update={"train": saved.train.model_copy(update={"epochs": spec.train.epochs})})
+    spec = saved
+    if not run_dir.file(CHECKPOINT).exists():
+        raise BpcompileError(f"--resume {str(run_path)!r}: the run has no {CHECKPOINT} yet; start it again instead.")
+    torch_device = prepare_torch(spec, device)
+    splits = load_dataset(spec.data, data_dir=data_dir, seed=spec.train.seed)
+    trainer = Trainer(spec, torch_device, splits, run_dir, console, show_progress)
+    trainer.load_state_dict(load_checkpoint(run_dir.file(CHECKPOINT), torch_device))
+    trainer.history = run_dir.truncate_metrics(trainer.epoch)
+    run_dir.write_spec(spec_to_json(spec, full=True))
+    console.print(f"resuming {spec.name} from epoch {trainer.epoch} of {spec.train.epochs} in {run_path}", markup=False)
+    if trainer.epoch >= spec.train.epochs:
+        return trainer.summary("finished")
+    return trainer.fit()
+
+
+def _check_resumable(saved, given) -> None:
+    a = saved.model_dump(mode="json")
+    b = given.model_dump(mode="json")
+    a["train"].pop("epochs"), b["train"].pop("epochs")
+    if a != b:
+        diffs = sorted(_diff_paths(a, b))
+        raise BpcompileError(
+            f"--resume: the given spec differs from the run's spec.json in {', '.join(diffs[:8])}; only train.epochs "
+            f"may change when resuming."
+        )
+
+
+def _diff_paths(a, b, prefix=""):
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in set(a) | set(b):
+            yield from _diff_paths(a.get(key), b.get(key), f"{prefix}.{key}" if prefix else key)
+    elif a != b:
+        yield prefix
+
+
+def dry_run(spec, steps: int, *, device: Optional[str] = None, console: Optional[Console] = None) -> list[float]:
+    """Run `steps` training steps on random data of the spec's shapes; writes nothing."""
+    console = console or Console(stderr=True)
+    torch_device = prepare_torch(spec, device)
+    started = time.perf_counter()
+    program = compile_experiment(spec, torch_device)
+    compile_seconds = time.perf_counter() - started
+    step = CompiledStep(program)
+    optimizer = build_optimizer(spec.optimizer, program.network.parameters())
+    shape, classes = data_shapes(spec.data)
+    generator = torch.Generator().manual_seed(spec.train.seed)
+    losses = []
+    console.print(f"dry run of {spec.name}: rule {spec.rule.name}, compiled in {compile_seconds:.1f}s, "
+                  f"{steps} step(s) of batch {spec.data.batch_size} on random data of shape {list(shape)}", markup=False)
+    for i in range(steps):
+        x, y = random_batch(shape, classes, spec.data.batch_size, generator)
+        x, y = x.to(torch_device), y.to(torch_device)
+        t = time.perf_counter()
+        loss, _ = step(x, y)
+        optimizer.step()
+        loss = float(loss)
+        if not math.isfinite(loss):
+            raise TrainingDiverged(f"dry run diverged at step {i + 1}: the loss is {loss}.")
+        losses.append(loss)
+        console.print(f"  step {i + 1}: loss {loss:.4f}  ({(time.perf_counter() - t) * 1e3:.1f} ms)")
+    return losses

@@ -1,0 +1,99 @@
+"""Data sets (discriminated by `name`).
+
+Images are scaled to [0, 1] and, with normalize='standardize', shifted and
+scaled per channel by the training set's mean and standard deviation."""
+
+from typing import Annotated, Literal, Optional, Union
+
+from pydantic import Field
+
+from .base import SpecModel
+
+
+class _DataCommon(SpecModel):
+    batch_size: int = Field(128, gt=0, description="Training batch size.")
+    eval_batch_size: int = Field(1000, gt=0, description="Batch size for evaluation passes.")
+    augment: list[Literal["hflip", "crop"]] = Field(
+        default_factory=list, description="Training augmentation: random horizontal flip, random 4-pixel-padded crop."
+    )
+    dir: Optional[str] = Field(
+        None, description="Data directory; the CLI's --data-dir, then $BPCOMPILE_DATA, then the user cache are tried after it."
+    )
+    normalize: Literal["standardize", "unit"] = Field(
+        "standardize", description="'unit': pixels in [0, 1]; 'standardize': then per-channel zero mean, unit variance."
+    )
+    validation_size: int = Field(
+        0, ge=0, description="Training examples held out (last ones after a seeded shuffle) as a validation split."
+    )
+    device_resident: Literal["auto", "always", "never"] = Field(
+        "auto", description="Keep the whole set on the training device and index batches there ('auto': when it fits)."
+    )
+
+
+class MNIST(_DataCommon):
+    """MNIST from the official IDX files. subset='embedded' uses the copy of the
+    official 10k test set shipped in the package (8000 train / 2000 test)."""
+
+    name: Literal["mnist"] = "mnist"
+    subset: Literal["full", "embedded"] = "full"
+    download: bool = Field(True, description="Download (md5-checked) into the user cache when no local copy is found.")
+
+
+class FashionMNIST(_DataCommon):
+    """Fashion-MNIST (Zalando), same IDX format as MNIST."""
+
+    name: Literal["fashion_mnist"] = "fashion_mnist"
+    download: bool = True
+
+
+class CIFAR10(_DataCommon):
+    """CIFAR-10 from the official python pickle batches (cifar-10-batches-py)."""
+
+    name: Literal["cifar10"] = "cifar10"
+    download: bool = True
+
+
+class ImageNet(_DataCommon):
+    """ImageNet (ILSVRC-2012) in the standard train/val class-folder layout,
+    decoded and augmented in worker processes."""
+
+    name: Literal["imagenet"] = "imagenet"
+    image_size: int = Field(224, gt=0)
+    resize_size: int = Field(256, gt=0, description="Evaluation: resize the short side, then centre crop image_size.")
+    workers: int = Field(8, ge=0)
+    batch_size: int = Field(256, gt=0)
+    eval_batch_size: int = Field(256, gt=0)
+    augment: list[Literal["hflip", "crop", "random_resized_crop"]] = Field(
+        default_factory=lambda: ["random_resized_crop", "hflip"]
+    )
+
+
+class Synthetic(_DataCommon):
+    """Random inputs of any shape labelled by a fixed random teacher network
+    (so the task is learnable); reproducible from data_seed."""
+
+    name: Literal["synthetic"] = "synthetic"
+    input_shape: list[int] = Field(default_factory=lambda: [1, 28, 28], min_length=1)
+    num_classes: int = Field(10, ge=2)
+    train_size: int = Field(2048, gt=0)
+    test_size: int = Field(512, gt=0)
+    data_seed: int = 0
+
+
+DataSpec = Annotated[Union[MNIST, FashionMNIST, CIFAR10, ImageNet, Synthetic], Field(discriminator="name")]
+
+# Shapes known without reading any file (used by --dry-run and shape checks).
+KNOWN_SHAPES = {
+    "mnist": ((1, 28, 28), 10),
+    "fashion_mnist": ((1, 28, 28), 10),
+    "cifar10": ((3, 32, 32), 10),
+}
+
+
+def data_shapes(spec) -> tuple[tuple[int, ...], int]:
+    """(input shape, number of classes) of a data spec, without loading it."""
+    if spec.name == "synthetic":
+        return tuple(spec.input_shape), spec.num_classes
+    if spec.name == "imagenet":
+        return (3, spec.image_size, spec.image_size), 1000
+    return KNOWN_SHAPES[spec.name]

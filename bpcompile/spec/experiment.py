@@ -1,0 +1,61 @@
+"""The whole experiment: network, rule, data, loss, optimiser and training."""
+
+from typing import Literal, Optional
+
+from pydantic import Field, model_validator
+
+from .base import SpecModel
+from .data import DataSpec, MNIST
+from .init import GlorotUniform, InitSpec
+from .layers import LayerSpec
+from .optim import Adam, OptimizerSpec
+from .rules import BP, RuleOverride, RuleSpec, TARGET_PROPAGATION_RULES
+from .train import TrainSpec
+
+LossName = Literal["softmax_cross_entropy", "sigmoid_cross_entropy", "mse"]
+
+
+class NetworkSpec(SpecModel):
+    """Layers applied in order to inputs of `input_shape` (default: the data set's)."""
+
+    input_shape: Optional[list[int]] = Field(None, description="(C, H, W) or (features,); default: taken from the data set.")
+    init: InitSpec = Field(default_factory=GlorotUniform, description="Default initialisation of every parametric layer.")
+    layers: list[LayerSpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_names(self):
+        seen = set()
+        for i, layer in enumerate(self.layers):
+            name = getattr(layer, "name", None)
+            if name is None:
+                continue
+            if name in seen:
+                raise ValueError(f"layer name {name!r} is used twice (second time at layers[{i}])")
+            seen.add(name)
+        return self
+
+
+class ExperimentSpec(SpecModel):
+    """One experiment. Losses: 'softmax_cross_entropy' (softmax + negative log
+    likelihood), 'sigmoid_cross_entropy' (per-class sigmoid against one-hot
+    labels), 'mse' (mean squared error of the outputs against one-hot labels)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str = ""
+    data: DataSpec = Field(default_factory=MNIST)
+    network: NetworkSpec
+    loss: LossName = "softmax_cross_entropy"
+    rule: RuleSpec = Field(default_factory=BP)
+    rule_overrides: list[RuleOverride] = Field(
+        default_factory=list, description="Per-layer rules; checked against the built network's layer names."
+    )
+    optimizer: OptimizerSpec = Field(default_factory=Adam, description="Optimiser of the forward parameters.")
+    train: TrainSpec = Field(default_factory=TrainSpec)
+
+    @model_validator(mode="after")
+    def _overrides_need_gradient_rule(self):
+        if self.rule_overrides and self.rule.name in TARGET_PROPAGATION_RULES:
+            raise ValueError(
+                f"rule_overrides mix gradient-family rules into a {self.rule.name!r} network, which has no gradients to override"
+            )
+        return self

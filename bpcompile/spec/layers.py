@@ -1,0 +1,131 @@
+"""Layer specs (discriminated by `type`).
+
+Parametric layers carry a `name` (unique in the network; generated from the
+type and position when left out) that rule overrides, metrics and `inspect`
+refer to. Macros (`residual_block`, `resnet`) expand into plain layers when the
+network is built; `bpcompile inspect` shows the expansion.
+"""
+
+from typing import Annotated, Literal, Optional, Union
+
+from pydantic import Field
+
+from .base import SpecModel
+from .init import InitSpec
+
+Padding = Union[Annotated[int, Field(ge=0)], Literal["same", "valid"]]
+
+
+class _Named(SpecModel):
+    name: Optional[str] = Field(
+        None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="Layer name, unique in the network; default: type and position, e.g. 'dense3'.",
+    )
+
+
+class Dense(_Named):
+    """Fully connected layer y = W x + b, W of shape (units, in_features)."""
+
+    type: Literal["dense"] = "dense"
+    units: int = Field(gt=0)
+    bias: bool = True
+    init: Optional[InitSpec] = Field(None, description="Overrides network.init for this layer.")
+
+
+class LocallyConnected(_Named):
+    """Locally connected 2-D layer: a convolution whose weights are not shared
+    across output positions. Weight layout (positions, out channels,
+    kernel * kernel * in channels), kernel offsets ordered (row, column,
+    channel). padding 'same' = kernel // 2 on each side (output =
+    ceil(input / stride)), 'valid' = 0."""
+
+    type: Literal["locally_connected"] = "locally_connected"
+    channels: int = Field(gt=0)
+    kernel: int = Field(gt=0)
+    stride: int = Field(1, gt=0)
+    padding: Padding = "same"
+    bias: bool = True
+    init: Optional[InitSpec] = Field(None, description="Overrides network.init for this layer.")
+
+
+class Conv2d(_Named):
+    """2-D convolution (shared weights), weight (out, in, k, k)."""
+
+    type: Literal["conv2d"] = "conv2d"
+    channels: int = Field(gt=0)
+    kernel: int = Field(gt=0)
+    stride: int = Field(1, gt=0)
+    padding: Padding = "same"
+    bias: bool = True
+    init: Optional[InitSpec] = Field(None, description="Overrides network.init for this layer.")
+
+
+class Activation(SpecModel):
+    """Element-wise nonlinearity."""
+
+    type: Literal["activation"] = "activation"
+    fn: Literal["tanh", "relu", "sigmoid", "leaky_relu", "elu", "gelu", "identity"] = "tanh"
+
+
+class BatchNorm(_Named):
+    """Batch normalisation over channels (2-D inputs) or features (1-D inputs)."""
+
+    type: Literal["batch_norm"] = "batch_norm"
+    momentum: float = Field(0.1, gt=0, le=1)
+    eps: float = Field(1e-5, gt=0)
+    affine: bool = True
+
+
+class Flatten(SpecModel):
+    """Flattens (C, H, W) to C*H*W features."""
+
+    type: Literal["flatten"] = "flatten"
+
+
+class Pool(SpecModel):
+    """Max or average pooling; stride defaults to the kernel size."""
+
+    type: Literal["pool"] = "pool"
+    kind: Literal["max", "avg"] = "max"
+    kernel: int = Field(2, gt=0)
+    stride: Optional[int] = Field(None, gt=0)
+    padding: int = Field(0, ge=0)
+
+
+class GlobalAvgPool(SpecModel):
+    """Average over all spatial positions: (C, H, W) -> (C,)."""
+
+    type: Literal["global_avg_pool"] = "global_avg_pool"
+
+
+class ResidualBlock(_Named):
+    """ResNet block: basic (two 3x3 convs) or bottleneck (1x1, 3x3, 1x1 with
+    4x expansion), each conv followed by batch norm, ReLU after the sum; a 1x1
+    conv + batch norm projection shortcut when the shape changes."""
+
+    type: Literal["residual_block"] = "residual_block"
+    channels: int = Field(gt=0, description="Block width (the bottleneck's inner width).")
+    stride: int = Field(1, gt=0)
+    bottleneck: bool = False
+
+
+class ResNet(_Named):
+    """ResNet-18 / ResNet-50 macro: stem, four stages of residual blocks,
+    global average pooling and a dense classifier of `num_classes` units.
+    Stem 'imagenet': 7x7/2 conv, BN, ReLU, 3x3/2 max pool; 'cifar': 3x3/1
+    conv, BN, ReLU."""
+
+    type: Literal["resnet"] = "resnet"
+    depth: Literal[18, 50] = 18
+    stem: Literal["imagenet", "cifar"] = "imagenet"
+    width: int = Field(64, gt=0, description="Channels of the first stage.")
+    num_classes: int = Field(1000, gt=0)
+
+
+LayerSpec = Annotated[
+    Union[Dense, LocallyConnected, Conv2d, Activation, BatchNorm, Flatten, Pool, GlobalAvgPool, ResidualBlock, ResNet],
+    Field(discriminator="type"),
+]
+
+PARAMETRIC_TYPES = ("dense", "locally_connected", "conv2d")

@@ -1,0 +1,177 @@
+"""Credit-assignment rules (discriminated by `name`).
+
+Gradient-family rules differ only in the feedback path: what stands in for W^T
+when an error crosses a layer (`source`), whether that stand-in learns
+(`learning`) and where errors come from (`topology`). The named rules (bp, fa,
+dfa, sign_symmetry, weight_mirror, kolen_pollack) are presets of these parts;
+`feedback` states the parts directly, so combinations no paper ran can be tried.
+
+Target-propagation rules (tp, dtp, sdtp, ao_sdtp) replace gradients that cross
+layers with targets computed by learned inverses, and have their own
+inverse optimiser and schedule.
+"""
+
+from typing import Annotated, Literal, Optional, Union
+
+from pydantic import Field, model_validator
+
+from .base import SpecModel
+from .init import InitSpec
+from .optim import Adam, OptimizerSpec
+
+
+class BP(SpecModel):
+    """Backpropagation: the error crosses layer l through W_l^T."""
+
+    name: Literal["bp"] = "bp"
+
+
+class _RandomFeedback(SpecModel):
+    feedback_init: Optional[InitSpec] = Field(
+        None, description="Initialisation of the feedback tensors B (same layout as W); default: network.init."
+    )
+
+
+class FA(_RandomFeedback):
+    """Feedback alignment (Lillicrap et al. 2016): a fixed random B_l replaces W_l^T."""
+
+    name: Literal["fa"] = "fa"
+
+
+class DFA(_RandomFeedback):
+    """Direct feedback alignment (Nokland 2016): the output error reaches every
+    hidden layer through its own fixed random matrix."""
+
+    name: Literal["dfa"] = "dfa"
+
+
+class SignSymmetry(SpecModel):
+    """Sign symmetry: B_l = sign(W_l), computed inside the backward node.
+    variant 'sign': plain sign; 'usf': sign times a uniform scale; 'brsf':
+    sign with magnitudes redrawn every batch; 'frsf': sign with fixed random
+    magnitudes."""
+
+    name: Literal["sign_symmetry"] = "sign_symmetry"
+    variant: Literal["sign", "usf", "brsf", "frsf"] = "sign"
+    scale: Optional[float] = Field(
+        None, gt=0, description="Fixed scale of the feedback; default: 1 for 'sign', sqrt(2 / fan_out) for 'usf'."
+    )
+
+
+class MirrorSettings(SpecModel):
+    """Weight mirror phases (Akrout et al. 2019): each layer is driven by noise
+    x ~ N(0, noise_sigma^2), y = W x, and Delta B = lr * x y^T - decay * B."""
+
+    lr: float = Field(0.05, gt=0, description="eta_B, the mirror learning rate.")
+    noise_sigma: float = Field(1.0, gt=0)
+    decay: float = Field(0.5, ge=0, description="Growth control: weight decay of B in mirror updates.")
+    batch_size: int = Field(128, gt=0, description="Noise samples per mirror batch.")
+    pre_batches: int = Field(100, ge=0, description="Mirror batches before training starts.")
+    batches_per_step: int = Field(1, ge=0, description="Mirror batches after each training batch.")
+
+
+class WeightMirror(_RandomFeedback):
+    """Weight mirror (Akrout et al. 2019): learn with FA through B, and teach B
+    to mirror W in mirror phases."""
+
+    name: Literal["weight_mirror"] = "weight_mirror"
+    mirror: MirrorSettings = Field(default_factory=MirrorSettings)
+    feedback_optimizer: Optional[OptimizerSpec] = Field(
+        None, description="Optimiser for B's mirror updates; default: plain Delta B steps at mirror.lr."
+    )
+
+
+class KolenPollack(_RandomFeedback):
+    """Kolen-Pollack (Akrout et al. 2019): W and B receive transposed copies of
+    the same update and the same weight decay, so W - B^T decays."""
+
+    name: Literal["kolen_pollack"] = "kolen_pollack"
+    weight_decay: float = Field(1e-4, ge=0, description="lambda, applied to W and B alike.")
+
+
+class Feedback(_RandomFeedback):
+    """A gradient-family rule stated by its parts.
+    source: what carries errors back ('weight' = W^T, 'random' = fixed B,
+    'sign' = sign(W), 'learned' = a B that learns); learning: how a learned B
+    learns; topology: 'layerwise' (layer to layer) or 'direct' (from the output)."""
+
+    name: Literal["feedback"] = "feedback"
+    source: Literal["weight", "random", "sign", "learned"] = "random"
+    learning: Literal["none", "mirror", "kolen_pollack"] = "none"
+    topology: Literal["layerwise", "direct"] = "layerwise"
+    mirror: MirrorSettings = Field(default_factory=MirrorSettings)
+    weight_decay: float = Field(1e-4, ge=0, description="lambda for learning='kolen_pollack'.")
+
+    @model_validator(mode="after")
+    def _parts_fit(self):
+        if (self.source == "learned") != (self.learning != "none"):
+            raise ValueError(
+                "source='learned' needs learning='mirror' or 'kolen_pollack', and a learning rule needs source='learned' "
+                f"(got source={self.source!r}, learning={self.learning!r})"
+            )
+        if self.topology == "direct" and self.source in ("weight", "sign"):
+            raise ValueError(
+                f"topology='direct' maps the output error straight to each layer, which has no weight to read: "
+                f"source={self.source!r} cannot be used with it (use 'random' or 'learned')"
+            )
+        if self.topology == "direct" and self.learning == "mirror":
+            raise ValueError("learning='mirror' mirrors a layer's own weight and needs topology='layerwise'")
+        return self
+
+
+GradientRuleSpec = Annotated[
+    Union[BP, FA, DFA, SignSymmetry, WeightMirror, KolenPollack, Feedback], Field(discriminator="name")
+]
+
+
+class _TargetPropagation(SpecModel):
+    schedule: Literal["parallel", "alternating"] = Field(
+        "parallel", description="'parallel': forward and inverse losses every step; 'alternating': an epoch of each in turn."
+    )
+    noise_sigma: float = Field(0.1, gt=0, description="Std of the noise in the inverse loss.")
+    inverse_optimizer: OptimizerSpec = Field(default_factory=Adam)
+    inverse_init: Optional[InitSpec] = Field(None, description="Initialisation of the inverses V_l; default: network.init.")
+
+
+class TP(_TargetPropagation):
+    """Target propagation: target_{l-1} = g_l(target_l)."""
+
+    name: Literal["tp"] = "tp"
+    alpha: float = Field(0.1, gt=0, description="Step size of the first (gradient) target.")
+
+
+class DTP(_TargetPropagation):
+    """Difference target propagation (Lee et al. 2015) with the noise-preserving inverse loss."""
+
+    name: Literal["dtp"] = "dtp"
+    alpha: float = Field(0.1, gt=0, description="Step size of the first (gradient) target.")
+
+
+class SDTP(_TargetPropagation):
+    """Simplified DTP (Bartunov et al. Algorithm 1): the first target is the
+    correct label distribution; denoising inverse loss; no gradient anywhere."""
+
+    name: Literal["sdtp"] = "sdtp"
+
+
+class AOSDTP(_TargetPropagation):
+    """Auxiliary-output SDTP (Bartunov et al. Algorithm 2): the output layer is
+    widened by aux_units random, never-trained units."""
+
+    name: Literal["ao_sdtp"] = "ao_sdtp"
+    aux_units: int = Field(512, gt=0)
+
+
+RuleSpec = Annotated[
+    Union[BP, FA, DFA, SignSymmetry, WeightMirror, KolenPollack, Feedback, TP, DTP, SDTP, AOSDTP],
+    Field(discriminator="name"),
+]
+
+TARGET_PROPAGATION_RULES = ("tp", "dtp", "sdtp", "ao_sdtp")
+
+
+class RuleOverride(SpecModel):
+    """Train the named layers with another gradient-family rule (e.g. the last layer with BP)."""
+
+    layers: list[str] = Field(min_length=1)
+    rule: GradientRuleSpec

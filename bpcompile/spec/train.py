@@ -1,0 +1,26 @@
+"""Training loop settings."""
+
+from typing import Literal, Optional
+
+from pydantic import Field
+
+from .base import SpecModel
+
+
+class TrainSpec(SpecModel):
+    """Epochs, seed, device, precision and the evaluation/checkpoint cadence."""
+
+    epochs: int = Field(10, gt=0)
+    seed: int = Field(0, description="Seeds initialisation, feedback tensors, data order and augmentation.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="'auto': cuda when available, else cpu.")
+    precision: Literal["fp32", "tf32", "bf16"] = Field(
+        "fp32", description="'tf32': fp32 with TF32 matrix products on GPU; 'bf16': bf16 autocast."
+    )
+    eval_every: int = Field(1, gt=0, description="Evaluate on the test (and validation) split every N epochs and at the end.")
+    checkpoint_every: int = Field(1, gt=0, description="Write the checkpoint every N epochs and at the end.")
+    train_error: Literal["running", "full"] = Field(
+        "running",
+        description="'running': error of the training batches as they are trained on; 'full': an extra evaluation pass over the training set.",
+    )
+    max_steps_per_epoch: Optional[int] = Field(None, gt=0, description="Cut epochs short (quick experiments).")
+    num_threads: Optional[int] = Field(None, gt=0, description="CPU threads for torch (default: torch's choice).")

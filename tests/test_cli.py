@@ -1,0 +1,197 @@
+"""The command line, end to end in subprocesses: bad input exits 2 with one
+message and no traceback; run directories are protected; resume is exact;
+inspect shows the rewritten backward."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def bpc(*args, cwd=None, env=None):
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "bpcompile", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd or ROOT, env=full_env, timeout=300)
+
+
+def synthetic_spec(tmp_path, name="syn", rule="fa", epochs=2, lr=1e-2, extra=None):
+    spec = {
+        "name": name,
+        "data": {"name": "synthetic", "input_shape": [1, 6, 6], "num_classes": 3, "train_size": 256,
+                 "test_size": 64, "batch_size": 32},
+        "network": {"layers": [
+            {"type": "locally_connected", "name": "lc1", "channels": 3, "kernel": 3, "stride": 2},
+            {"type": "activation", "fn": "tanh"}, {"type": "flatten"},
+            {"type": "dense", "name": "fc1", "units": 16}, {"type": "activation", "fn": "tanh"},
+            {"type": "dense", "name": "out", "units": 3}]},
+        "rule": {"name": rule}, "optimizer": {"name": "adam", "lr": lr}, "train": {"epochs": epochs, "seed": 3},
+    }
+    spec.update(extra or {})
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps(spec))
+    return path
+
+
+def assert_user_error(result, *needles):
+    """Exit code 2, no traceback, and the message (stderr; `validate` reports on stdout) names each needle."""
+    output = result.stderr + result.stdout
+    assert result.returncode == 2, output
+    assert "Traceback" not in output
+    for needle in needles:
+        assert needle in output, output
+
+
+def test_unknown_key_exits_2_naming_the_field(tmp_path):
+    path = synthetic_spec(tmp_path, extra={"optimiser": {"name": "adam"}})
+    assert_user_error(bpc("run", path, "--out", tmp_path / "r"), "field `optimiser`", "unknown key")
+    assert not (tmp_path / "r").exists()
+
+
+def test_wrong_type_exits_2_naming_the_field(tmp_path):
+    path = synthetic_spec(tmp_path)
+    assert_user_error(bpc("validate", path, "--set", "train.epochs=many"), "train.epochs")
+    assert_user_error(bpc("run", path, "--set", "train.epochs=many"), "field `train.epochs`")
+
+
+def test_layer_that_does_not_fit_exits_2_naming_the_layer(tmp_path):
+    path = synthetic_spec(tmp_path)
+    result = bpc("run", path, "--set", "network.layers.0.kernel=9", "--set", "network.layers.0.padding=\"valid\"",
+                 "--out", tmp_path / "r")
+    assert_user_error(result, "layer 'lc1'", "network.layers[0]", "does not fit")
+
+
+def test_missing_data_file_exits_2_naming_files_and_places(tmp_path):
+    path = tmp_path / "m.json"
+    spec = json.loads((ROOT / "specs" / "mnist_fc_bp.json").read_text())
+    spec["data"]["download"] = False
+    path.write_text(json.dumps(spec))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = bpc("run", path, "--data-dir", empty, "--out", tmp_path / "r",
+                 env={"BPCOMPILE_DATA": str(empty), "XDG_CACHE_HOME": str(tmp_path / "cache")})
+    assert_user_error(result, "train-images-idx3-ubyte", str(empty))
+    assert not (tmp_path / "r").exists()
+
+
+def test_missing_spec_file_and_bad_json(tmp_path):
+    assert_user_error(bpc("run", tmp_path / "nope.json"), "nope.json", "does not exist")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{\"name\": ")
+    assert_user_error(bpc("validate", bad), "not valid JSON")
+
+
+def test_rule_not_built_yet_exits_2(tmp_path):
+    path = synthetic_spec(tmp_path, rule="dtp")
+    assert_user_error(bpc("run", path, "--out", tmp_path / "r"), "not implemented yet")
+
+
+def test_run_writes_the_run_directory_and_protects_it(tmp_path):
+    path = synthetic_spec(tmp_path)
+    out = tmp_path / "run"
+    result = bpc("run", path, "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "metrics.jsonl", "spec.json", "summary.json"]
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2]
+    for key in ("train_loss", "train_error", "test_error", "seconds"):
+        assert all(key in r for r in rows)
+    summary = json.loads((out / "summary.json").read_text())
+    for key in ("final_test_error", "best_test_error", "final_train_error", "epochs", "wall_seconds", "device",
+                "torch", "triton"):
+        assert key in summary
+    assert summary["status"] == "finished" and summary["epochs"] == 2
+    assert json.loads((out / "spec.json").read_text())["optimizer"]["eps"] == 1e-8  # resolved: defaults written
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    again = bpc("run", path, "--out", out)
+    assert_user_error(again, "already exists", "--resume", "--overwrite")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert bpc("run", path, "--out", out, "--overwrite").returncode == 0
+
+
+def test_resume_continues_exactly_as_an_uninterrupted_run(tmp_path):
+    path = synthetic_spec(tmp_path, epochs=3)
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert bpc("run", path, "--out", straight).returncode == 0
+    assert bpc("run", path, "--out", split, "--set", "train.epochs=1").returncode == 0
+    result = bpc("run", path, "--resume", split)            # the spec asks for 3 epochs: 2 more
+    assert result.returncode == 0, result.stderr
+    a = torch.load(straight / "checkpoint.pt", weights_only=False)
+    b = torch.load(split / "checkpoint.pt", weights_only=False)
+    assert a["epoch"] == b["epoch"] == 3
+    for name, tensor in a["network"].items():
+        assert torch.equal(tensor, b["network"][name]), name
+    rows_a = [json.loads(x) for x in (straight / "metrics.jsonl").read_text().splitlines()]
+    rows_b = [json.loads(x) for x in (split / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["epoch"], r["train_loss"], r["test_error"]) for r in rows_a] == \
+           [(r["epoch"], r["train_loss"], r["test_error"]) for r in rows_b]
+    changed = bpc("run", path, "--resume", split, "--set", "optimizer.lr=0.5")
+    assert_user_error(changed, "optimizer.lr", "only train.epochs")
+
+
+def test_divergence_exits_3_and_keeps_the_last_good_checkpoint(tmp_path):
+    # epoch 1 trains normally; then the schedule multiplies lr by 1e35, Adam's steps (~lr) make the outputs ~1e34
+    # and their squares (mse loss) overflow fp32 to inf
+    path = synthetic_spec(tmp_path, epochs=3, extra={"loss": "mse"})
+    out = tmp_path / "run"
+    schedule = '{"name": "step", "step_epochs": 1, "gamma": 1e35}'
+    result = bpc("run", path, "--out", out, "--set", f"optimizer.schedule={schedule}")
+    assert result.returncode == 3, result.stderr
+    assert "diverged in epoch 2" in result.stderr and "last good checkpoint (epoch 1)" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert torch.load(out / "checkpoint.pt", weights_only=False)["epoch"] == 1
+    assert [json.loads(x)["epoch"] for x in (out / "metrics.jsonl").read_text().splitlines()] == [1]
+    assert json.loads((out / "summary.json").read_text())["status"] == "diverged"
+
+
+def test_dry_run_writes_nothing(tmp_path):
+    path = synthetic_spec(tmp_path)
+    result = bpc("run", path, "--dry-run", 3, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("step ") >= 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["syn.json"]
+
+
+def test_dry_run_of_every_shipped_spec():
+    for path in sorted((ROOT / "specs").glob("*.json")):
+        result = bpc("run", path, "--dry-run", 1, "--device", "cpu", "--set", "data.batch_size=4")
+        assert result.returncode == 0, (path, result.stderr)
+
+
+def test_inspect_shows_the_feedback_tensor_in_place_of_the_weight(tmp_path):
+    result = bpc("inspect", ROOT / "specs" / "mnist_fc_fa.json", "--stage", "backward")
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    assert "backward:" in text and "forward:" not in text
+    for layer in ("fc2", "fc3", "fc4", "fc5", "out"):
+        assert f"dense_grad_input(" in text
+        assert f"{layer}_feedback)" in text and f"reads {layer}.feedback (B) instead of {layer}.weight (W)" in text
+    for line in text.splitlines():
+        if "dense_grad_input(" in line:
+            assert "_weight" not in line.split("#")[0]
+    bp = bpc("inspect", ROOT / "specs" / "mnist_fc_bp.json", "--stage", "backward").stdout
+    assert "fc2_weight)" in bp and "REWRITTEN" not in bp
+    dot = tmp_path / "g.dot"
+    assert bpc("inspect", ROOT / "specs" / "mnist_lc_fa.json", "--format", "dot", "--out", dot).returncode == 0
+    assert dot.read_text().startswith("digraph") and "REWRITTEN" in dot.read_text()
+
+
+def test_schema_and_help():
+    result = bpc("schema")
+    assert result.returncode == 0 and "ExperimentSpec" in result.stdout
+    assert "--dry-run" in bpc("run", "--help").stdout
+
+
+def test_quickstart_trains_offline_under_10_percent(tmp_path):
+    """The README's first command: FA on the embedded MNIST subset (no data directory, no network)."""
+    out = tmp_path / "qs"
+    result = bpc("run", ROOT / "specs" / "quickstart.json", "--out", out, "--no-progress",
+                 env={"BPCOMPILE_DATA": str(tmp_path / "none"), "XDG_CACHE_HOME": str(tmp_path / "cache")})
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["final_test_error"] < 10.0
