@@ -635,3 +635,20 @@ def test_loader_rejects_bad_augment():
         make_loader(torch.randn(4, 10), torch.zeros(4, dtype=torch.long), augment=["crop"])
     with pytest.raises(BpcompileError, match="data.augment"):
         make_loader(*coded_set(4), augment=["rotate"])
+
+
+def test_mnist_and_fashion_mnist_files_are_not_mixed_up(tmp_path):
+    """Same file names: the full training labels (6000 per class only in Fashion-MNIST) tell them apart."""
+    from bpcompile.data.mnist import check_identity
+    from bpcompile.errors import BpcompileError
+
+    fashion_like = torch.arange(10).repeat_interleave(6000)
+    mnist_like = fashion_like.clone()
+    mnist_like[:100] = 1                       # unbalanced, as MNIST's real counts are
+    check_identity("fashion_mnist", fashion_like, tmp_path)
+    check_identity("mnist", mnist_like, tmp_path)
+    with pytest.raises(BpcompileError, match="asks for MNIST, but the IDX files found in .* are Fashion-MNIST"):
+        check_identity("mnist", fashion_like, tmp_path)
+    with pytest.raises(BpcompileError, match="asks for Fashion-MNIST, but .* are MNIST"):
+        check_identity("fashion_mnist", mnist_like, tmp_path)
+    check_identity("mnist", fashion_like[:600], tmp_path)   # small (test-written) files: no check

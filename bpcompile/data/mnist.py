@@ -94,11 +94,27 @@ def _find_or_download(name: str, spec, data_dir: Optional[str]) -> tuple[dict[st
                           "each plain or .gz")
 
 
+def check_identity(name: str, train_labels: torch.Tensor, where: Path) -> None:
+    """MNIST and Fashion-MNIST share file names, so a folder of one can answer a search for the other. The full
+    training sets tell them apart: Fashion-MNIST has exactly 6000 images per class, MNIST does not."""
+    if len(train_labels) != 60000:
+        return  # not the official full training set (e.g. a small test file): nothing to tell by
+    balanced = bool((torch.bincount(train_labels, minlength=NUM_CLASSES) == 6000).all())
+    if balanced != (name == "fashion_mnist"):
+        found, other = ("Fashion-MNIST", "MNIST") if balanced else ("MNIST", "Fashion-MNIST")
+        raise BpcompileError(
+            f"data.name={name!r} asks for {other}, but the IDX files found in {where} are {found} (the training "
+            f"labels {'are' if balanced else 'are not'} exactly 6000 per class). The two sets use the same file "
+            f"names: keep them in separate folders (e.g. <root>/mnist and <root>/fashion_mnist)."
+        )
+
+
 def load_idx_set(spec, data_dir: Optional[str]) -> RawData:
     """MNIST or Fashion-MNIST (by spec.name), found locally or downloaded."""
     files, d = _find_or_download(spec.name, spec, data_dir)
     train_x, train_y = read_pair(files["train-images-idx3-ubyte"], files["train-labels-idx1-ubyte"])
     test_x, test_y = read_pair(files["t10k-images-idx3-ubyte"], files["t10k-labels-idx1-ubyte"])
+    check_identity(spec.name, train_y, d)
     return RawData(train_x, train_y, test_x, test_y, NUM_CLASSES, f"{d} ({TITLES[spec.name]} IDX files)")
 
 

@@ -27,8 +27,9 @@ def save_checkpoint(path: Path, payload: dict) -> None:
     _atomic(path, lambda f: torch.save(payload, f))
 
 
-def load_checkpoint(path: Path, device: torch.device) -> dict:
-    return torch.load(path, map_location=device, weights_only=False)
+def load_checkpoint(path: Path) -> dict:
+    # onto the CPU: RNG states must stay CPU tensors; load_state_dict/copy_ move the rest to their device
+    return torch.load(path, map_location="cpu", weights_only=False)
 
 
 def write_json(path: Path, data) -> None:

@@ -240,7 +240,7 @@ def resume_experiment(run_path: Path, *, spec=None, device: Optional[str] = None
     torch_device = prepare_torch(spec, device)
     splits = load_dataset(spec.data, data_dir=data_dir, seed=spec.train.seed)
     trainer = Trainer(spec, torch_device, splits, run_dir, console, show_progress)
-    trainer.load_state_dict(load_checkpoint(run_dir.file(CHECKPOINT), torch_device))
+    trainer.load_state_dict(load_checkpoint(run_dir.file(CHECKPOINT)))
     trainer.history = run_dir.truncate_metrics(trainer.epoch)
     run_dir.write_spec(spec_to_json(spec, full=True))
     console.print(f"resuming {spec.name} from epoch {trainer.epoch} of {spec.train.epochs} in {run_path}", markup=False)
