@@ -40,18 +40,28 @@ def _example_inputs(network, params, buffers, with_target: bool):
     return example
 
 
-def trace_training_graph(network, loss_name: str) -> tuple[GraphModule, Signature]:
-    """Joint forward + backward of one BP step: (params, buffers, x, y) -> (loss, logits, grads)."""
+def _flat_state(network):
+    """Parameter and buffer names and tensors, and a function that maps flat graph inputs back to a state dict."""
     names = [n for n, _ in network.named_parameters()]
     buffer_names = [n for n, _ in network.named_buffers()]
     params = [p for _, p in network.named_parameters()]
     buffers = [b for _, b in network.named_buffers()]
 
+    def unflatten(flat):
+        return dict(zip(names + buffer_names, flat[: len(names) + len(buffer_names)]))
+
+    return names, buffer_names, params, buffers, unflatten
+
+
+def trace_training_graph(network, loss_name: str) -> tuple[GraphModule, Signature]:
+    """Joint forward + backward of one BP step: (params, buffers, x, y) -> (loss, logits, grads)."""
+    names, buffer_names, params, buffers, unflatten = _flat_state(network)
+
     def step(*flat):
-        p = dict(zip(names, flat[: len(names)]))
-        b = dict(zip(buffer_names, flat[len(names): len(names) + len(buffer_names)]))
+        state = unflatten(flat)
+        p = {n: state[n] for n in names}
         x, y = flat[-2], flat[-1]
-        logits = functional_call(network, {**p, **b}, (x,))
+        logits = functional_call(network, state, (x,))
         loss = task_loss(loss_name, logits, y)
         grads = torch.autograd.grad(loss, list(p.values()))
         return (loss.detach(), logits.detach(), *grads)
@@ -71,15 +81,10 @@ def trace_training_graph(network, loss_name: str) -> tuple[GraphModule, Signatur
 
 def trace_eval_graph(network) -> tuple[GraphModule, Signature]:
     """Forward pass in evaluation mode: (params, buffers, x) -> logits."""
-    names = [n for n, _ in network.named_parameters()]
-    buffer_names = [n for n, _ in network.named_buffers()]
-    params = [p for _, p in network.named_parameters()]
-    buffers = [b for _, b in network.named_buffers()]
+    names, buffer_names, params, buffers, unflatten = _flat_state(network)
 
     def forward(*flat):
-        p = dict(zip(names, flat[: len(names)]))
-        b = dict(zip(buffer_names, flat[len(names): len(names) + len(buffer_names)]))
-        return (functional_call(network, {**p, **b}, (flat[-1],)),)
+        return (functional_call(network, unflatten(flat), (flat[-1],)),)
 
     network.eval()
     with torch.no_grad():

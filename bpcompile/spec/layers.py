@@ -33,32 +33,29 @@ class Dense(_Named):
     init: Optional[InitSpec] = Field(None, description="Overrides network.init for this layer.")
 
 
-class LocallyConnected(_Named):
+class _Windowed(_Named):
+    channels: int = Field(gt=0, description="Output channels.")
+    kernel: int = Field(gt=0)
+    stride: int = Field(1, gt=0)
+    padding: Padding = "same"
+    bias: bool = True
+    init: Optional[InitSpec] = Field(None, description="Overrides network.init for this layer.")
+
+
+class LocallyConnected(_Windowed):
     """Locally connected 2-D layer: a convolution whose weights are not shared
     across output positions. Weight layout (positions, out channels,
     kernel * kernel * in channels), kernel offsets ordered (row, column,
-    channel). padding 'same' = kernel // 2 on each side (output =
-    ceil(input / stride)), 'valid' = 0."""
+    channel); bias (out channels, out height, out width). padding 'same' =
+    kernel // 2 on each side (output = ceil(input / stride)), 'valid' = 0."""
 
     type: Literal["locally_connected"] = "locally_connected"
-    channels: int = Field(gt=0)
-    kernel: int = Field(gt=0)
-    stride: int = Field(1, gt=0)
-    padding: Padding = "same"
-    bias: bool = True
-    init: Optional[InitSpec] = Field(None, description="Overrides network.init for this layer.")
 
 
-class Conv2d(_Named):
-    """2-D convolution (shared weights), weight (out, in, k, k)."""
+class Conv2d(_Windowed):
+    """2-D convolution (shared weights), weight (out, in, k, k); padding as for locally_connected."""
 
     type: Literal["conv2d"] = "conv2d"
-    channels: int = Field(gt=0)
-    kernel: int = Field(gt=0)
-    stride: int = Field(1, gt=0)
-    padding: Padding = "same"
-    bias: bool = True
-    init: Optional[InitSpec] = Field(None, description="Overrides network.init for this layer.")
 
 
 class Activation(SpecModel):

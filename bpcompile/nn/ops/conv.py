@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.grad import conv2d_input, conv2d_weight
 
-from .registry import OpFamily, register_family
+from .registry import register_family
 
 
 def conv2d_reference(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], stride: int,
@@ -85,14 +85,4 @@ def _backward(ctx, grad_out):
 
 conv2d.register_autograd(_backward, setup_context=_setup)
 
-FAMILY = register_family(OpFamily(
-    kind="conv2d",
-    forward=torch.ops.bpcompile.conv2d.default,
-    grad_input=torch.ops.bpcompile.conv2d_grad_input.default,
-    grad_weight=torch.ops.bpcompile.conv2d_grad_weight.default,
-    implementations={
-        torch.ops.bpcompile.conv2d.default: {"reference": conv2d_reference},
-        torch.ops.bpcompile.conv2d_grad_input.default: {"reference": conv2d_grad_input_reference},
-        torch.ops.bpcompile.conv2d_grad_weight.default: {"reference": conv2d_grad_weight_reference},
-    },
-))
+FAMILY = register_family("conv2d", "conv2d", conv2d_reference, conv2d_grad_input_reference, conv2d_grad_weight_reference)

@@ -5,7 +5,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from .registry import OpFamily, register_family
+from .registry import register_family
 
 
 def dense_reference(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
@@ -67,14 +67,4 @@ def _backward(ctx, grad_out):
 
 dense.register_autograd(_backward, setup_context=_setup)
 
-FAMILY = register_family(OpFamily(
-    kind="dense",
-    forward=torch.ops.bpcompile.dense.default,
-    grad_input=torch.ops.bpcompile.dense_grad_input.default,
-    grad_weight=torch.ops.bpcompile.dense_grad_weight.default,
-    implementations={
-        torch.ops.bpcompile.dense.default: {"reference": dense_reference},
-        torch.ops.bpcompile.dense_grad_input.default: {"reference": dense_grad_input_reference},
-        torch.ops.bpcompile.dense_grad_weight.default: {"reference": dense_grad_weight_reference},
-    },
-))
+FAMILY = register_family("dense", "dense", dense_reference, dense_grad_input_reference, dense_grad_weight_reference)

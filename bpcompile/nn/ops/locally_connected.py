@@ -17,7 +17,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from .registry import OpFamily, register_family
+from .registry import register_family
 
 
 def lc_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
@@ -145,14 +145,4 @@ def _backward(ctx, grad_out):
 
 locally_connected.register_autograd(_backward, setup_context=_setup)
 
-FAMILY = register_family(OpFamily(
-    kind="locally_connected",
-    forward=torch.ops.bpcompile.locally_connected.default,
-    grad_input=torch.ops.bpcompile.locally_connected_grad_input.default,
-    grad_weight=torch.ops.bpcompile.locally_connected_grad_weight.default,
-    implementations={
-        torch.ops.bpcompile.locally_connected.default: {"reference": lc_forward_reference},
-        torch.ops.bpcompile.locally_connected_grad_input.default: {"reference": lc_grad_input_reference},
-        torch.ops.bpcompile.locally_connected_grad_weight.default: {"reference": lc_grad_weight_reference},
-    },
-))
+FAMILY = register_family("locally_connected", "locally_connected", lc_forward_reference, lc_grad_input_reference, lc_grad_weight_reference)

@@ -31,8 +31,16 @@ class OpFamily:
 FAMILIES: dict[str, OpFamily] = {}
 
 
-def register_family(family: OpFamily) -> OpFamily:
-    FAMILIES[family.kind] = family
+def register_family(kind: str, op_name: str, forward: Callable, grad_input: Callable, grad_weight: Callable) -> OpFamily:
+    """Register the ops `bpcompile::<op_name>`, `<op_name>_grad_input`, `<op_name>_grad_weight` (already defined
+    with torch.library) as the family of layer type `kind`, each with its 'reference' implementation."""
+    import torch
+
+    ops = [getattr(torch.ops.bpcompile, f"{op_name}{suffix}").default for suffix in ("", "_grad_input", "_grad_weight")]
+    family = OpFamily(kind=kind, forward=ops[0], grad_input=ops[1], grad_weight=ops[2], implementations={
+        op: {"reference": fn} for op, fn in zip(ops, (forward, grad_input, grad_weight))
+    })
+    FAMILIES[kind] = family
     return family
 
 
