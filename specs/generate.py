@@ -8,7 +8,10 @@ Bartunov et al.'s cells come from bpcompile.spec.paper (Table 3 nets, Table 5 se
 import sys
 from pathlib import Path
 
-from bpcompile.spec import FA, MNIST, Activation, Adam, Dense, ExperimentSpec, Flatten, NetworkSpec, TrainSpec, spec_to_json
+from bpcompile.spec import (
+    FA, MNIST, Activation, Adam, Dense, ExperimentSpec, Flatten, KolenPollack, MirrorSettings, NetworkSpec, SignSymmetry,
+    TrainSpec, WeightMirror, spec_to_json,
+)
 from bpcompile.spec.paper import paper_experiment
 
 HERE = Path(__file__).parent
@@ -31,11 +34,27 @@ def quickstart() -> ExperimentSpec:
     )
 
 
+def weight_transport_rule(name: str, rule) -> ExperimentSpec:
+    """Akrout et al.'s rules on Bartunov et al.'s MNIST FC net, with the FA cell's Table 5 settings."""
+    spec = paper_experiment("mnist", "fc", "fa", epochs=100, name=name)
+    return spec.model_copy(update={
+        "rule": rule,
+        "description": f"{rule.name} on Bartunov et al.'s MNIST FC net (Table 3) with the FA column's Table 5 settings.",
+    })
+
+
 def all_specs() -> dict[str, ExperimentSpec]:
     specs = {"quickstart": quickstart()}
     for arch in ("fc", "lc"):
-        for rule in ("bp", "fa"):
+        for rule in ("bp", "fa", "dfa"):
             specs[f"mnist_{arch}_{rule}"] = paper_experiment("mnist", arch, rule, epochs=100)
+            specs[f"cifar_{arch}_{rule}"] = paper_experiment("cifar10", arch, rule, epochs=100)
+    specs["mnist_fc_ss"] = weight_transport_rule("mnist_fc_ss", SignSymmetry(variant="sign"))
+    # a large mirror batch and a long first mirror phase: B starts within a few degrees of W
+    specs["mnist_fc_wm"] = weight_transport_rule("mnist_fc_wm", WeightMirror(
+        mirror=MirrorSettings(lr=0.05, noise_sigma=1.0, decay=0.5, batch_size=512, pre_batches=300, batches_per_step=1)))
+    # W - B shrinks by (1 - weight_decay) a step: 1e-3 closes most of the initial gap within an epoch of 469 steps
+    specs["mnist_fc_kp"] = weight_transport_rule("mnist_fc_kp", KolenPollack(weight_decay=1e-3))
     return specs
 
 

@@ -136,9 +136,12 @@ def _weight_grads(layer, h_in, delta):
     return None, delta.sum((0, 2, 3))
 
 
-def feedback_grads(layers, params, feedback, x, y, loss_name):
+def feedback_grads(layers, params, feedback, x, y, loss_name, direct=None):
     """Hand-written feedback alignment: delta_{l-1} = (B_l delta_l) * f'(a_{l-1}), with B_l = feedback[name]
-    (same layout as W); a layer without an entry in `feedback` passes errors through W (BP)."""
+    (same layout as W); a layer without an entry in `feedback` passes errors through W (BP).
+    direct: {name: B (classes, input features)}: DFA for those layers: the error at the layer's input is
+    e @ B (e = dL/dlogits), not anything computed from the error above."""
+    direct = direct or {}
     # forward, remembering every layer's input
     inputs, h = [], x
     for layer in layers:
@@ -146,6 +149,7 @@ def feedback_grads(layers, params, feedback, x, y, loss_name):
         h = apply_layer(layer, params, h)
     logits = h.detach().clone().requires_grad_(True)
     (delta,) = torch.autograd.grad(task_loss(loss_name, logits, y), logits)   # dL/d(logits), the output error
+    output_error = delta
     grads = {}
     for index in range(len(layers) - 1, -1, -1):
         layer, h_in = layers[index], inputs[index]
@@ -164,7 +168,9 @@ def feedback_grads(layers, params, feedback, x, y, loss_name):
                 grads[f"{name}.weight"], grads[f"{name}.bias"] = gw, delta.sum((0, 2, 3))
             else:
                 grads[f"{name}.weight"], grads[f"{name}.bias"] = _weight_grads(layer, h_in, delta)
-            if index > 0:
+            if index > 0 and name in direct:
+                delta = (output_error @ direct[name]).reshape(h_in.shape)
+            elif index > 0:
                 weight = feedback.get(name, params[f"{name}.weight"])
                 delta = _input_vjp(layer, weight, h_in, delta, name)
     return grads
@@ -173,3 +179,31 @@ def feedback_grads(layers, params, feedback, x, y, loss_name):
 def rel_error(a, b):
     a, b = a.detach(), b.detach()
     return float((a - b).norm() / b.norm().clamp_min(1e-12))
+
+
+def linear_map(layer, weight, x):
+    """y = W x without bias (weight mirror's mirror mode)."""
+    kind = layer[0]
+    if kind == "dense":
+        return x @ weight.t()
+    if kind == "lc":
+        _, _, kernel, stride, padding = layer
+        return lc_unfold(x, weight, None, kernel, stride, padding)
+    _, _, stride, padding = layer
+    return F.conv2d(x, weight, None, stride=stride, padding=padding)
+
+
+def outer_in_weight_layout(layer, y, x, weight_shape):
+    """sum over the batch of y x^T, laid out like W (the weight gradient of the linear map for error y)."""
+    if layer[0] == "conv":
+        w = torch.zeros(weight_shape, dtype=x.dtype, requires_grad=True)
+        (g,) = torch.autograd.grad(F.conv2d(x, w, None, stride=layer[2], padding=layer[3]), w, y)
+        return g
+    return _weight_grads(layer, x, y)[0]
+
+
+def angle(a, b):
+    import math
+
+    a, b = a.detach().flatten().double(), b.detach().flatten().double()
+    return math.degrees(math.acos(float((a @ b / (a.norm() * b.norm())).clamp(-1, 1))))

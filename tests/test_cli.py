@@ -30,7 +30,8 @@ def synthetic_spec(tmp_path, name="syn", rule="fa", epochs=2, lr=1e-2, extra=Non
             {"type": "activation", "fn": "tanh"}, {"type": "flatten"},
             {"type": "dense", "name": "fc1", "units": 16}, {"type": "activation", "fn": "tanh"},
             {"type": "dense", "name": "out", "units": 3}]},
-        "rule": {"name": rule}, "optimizer": {"name": "adam", "lr": lr}, "train": {"epochs": epochs, "seed": 3},
+        "rule": rule if isinstance(rule, dict) else {"name": rule}, "optimizer": {"name": "adam", "lr": lr},
+        "train": {"epochs": epochs, "seed": 3},
     }
     spec.update(extra or {})
     path = tmp_path / f"{name}.json"
@@ -98,7 +99,9 @@ def test_run_writes_the_run_directory_and_protects_it(tmp_path):
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "metrics.jsonl", "spec.json", "summary.json"]
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in rows] == [1, 2]
+    assert [r["epoch"] for r in rows] == [0, 1, 2]        # epoch 0: the alignment metrics before training
+    assert set(rows[0]["layers"]["fc1"]) == {"update_angle", "feedback_angle", "feedback_norm_ratio"}
+    rows = rows[1:]
     for key in ("train_loss", "train_error", "test_error", "seconds"):
         assert all(key in r for r in rows)
     summary = json.loads((out / "summary.json").read_text())
@@ -114,8 +117,14 @@ def test_run_writes_the_run_directory_and_protects_it(tmp_path):
     assert bpc("run", path, "--out", out, "--overwrite").returncode == 0
 
 
-def test_resume_continues_exactly_as_an_uninterrupted_run(tmp_path):
-    path = synthetic_spec(tmp_path, epochs=3)
+@pytest.mark.parametrize("rule", [
+    "fa",
+    {"name": "weight_mirror", "mirror": {"batch_size": 16, "pre_batches": 3}},   # noise generator in the checkpoint
+    {"name": "sign_symmetry", "variant": "brsf"},                                # magnitude generator too
+    {"name": "kolen_pollack", "weight_decay": 0.01},
+], ids=["fa", "weight_mirror", "brsf", "kolen_pollack"])
+def test_resume_continues_exactly_as_an_uninterrupted_run(tmp_path, rule):
+    path = synthetic_spec(tmp_path, rule=rule, epochs=3)
     straight, split = tmp_path / "straight", tmp_path / "split"
     assert bpc("run", path, "--out", straight).returncode == 0
     assert bpc("run", path, "--out", split, "--set", "train.epochs=1").returncode == 0
@@ -126,10 +135,12 @@ def test_resume_continues_exactly_as_an_uninterrupted_run(tmp_path):
     assert a["epoch"] == b["epoch"] == 3
     for name, tensor in a["network"].items():
         assert torch.equal(tensor, b["network"][name]), name
+    for name, tensor in a["rule_state"].items():
+        assert torch.equal(tensor, b["rule_state"][name]), name
     rows_a = [json.loads(x) for x in (straight / "metrics.jsonl").read_text().splitlines()]
     rows_b = [json.loads(x) for x in (split / "metrics.jsonl").read_text().splitlines()]
-    assert [(r["epoch"], r["train_loss"], r["test_error"]) for r in rows_a] == \
-           [(r["epoch"], r["train_loss"], r["test_error"]) for r in rows_b]
+    assert [(r["epoch"], r.get("train_loss"), r.get("test_error"), r["layers"]) for r in rows_a] == \
+           [(r["epoch"], r.get("train_loss"), r.get("test_error"), r["layers"]) for r in rows_b]
     changed = bpc("run", path, "--resume", split, "--set", "optimizer.lr=0.5")
     assert_user_error(changed, "optimizer.lr", "only train.epochs")
 
@@ -145,7 +156,7 @@ def test_divergence_exits_3_and_keeps_the_last_good_checkpoint(tmp_path):
     assert "diverged in epoch 2" in result.stderr and "last good checkpoint (epoch 1)" in result.stderr
     assert "Traceback" not in result.stderr
     assert torch.load(out / "checkpoint.pt", weights_only=False)["epoch"] == 1
-    assert [json.loads(x)["epoch"] for x in (out / "metrics.jsonl").read_text().splitlines()] == [1]
+    assert [json.loads(x)["epoch"] for x in (out / "metrics.jsonl").read_text().splitlines()] == [0, 1]
     assert json.loads((out / "summary.json").read_text())["status"] == "diverged"
 
 
@@ -195,3 +206,16 @@ def test_quickstart_trains_offline_under_10_percent(tmp_path):
     assert result.returncode == 0, result.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["final_test_error"] < 10.0
+
+
+@pytest.mark.parametrize("spec,needles", [
+    ("mnist_fc_dfa", ["bpcompile.direct_feedback(", "REWRITTEN by dfa", "fc2_feedback, [256])"]),
+    ("mnist_fc_ss", ["bpcompile.sign_feedback(fc2_weight", "REWRITTEN by sign_symmetry: reads sign(fc2.weight)"]),
+    ("mnist_fc_wm", ["REWRITTEN by weight_mirror: reads fc2.feedback (B)", "mirror program", "noise_fc2"]),
+    ("mnist_fc_kp", ["REWRITTEN by kolen_pollack: reads fc2.feedback (B)"]),
+])
+def test_inspect_shows_each_rules_rewritten_backward(spec, needles):
+    result = bpc("inspect", ROOT / "specs" / f"{spec}.json", "--stage", "backward")
+    assert result.returncode == 0, result.stderr
+    for needle in needles:
+        assert needle in result.stdout, needle

@@ -8,7 +8,7 @@ import torch
 
 from bpcompile.errors import BpcompileError
 from bpcompile.runtime.checkpoint import load_checkpoint, save_checkpoint, write_json
-from bpcompile.runtime.optim import build_optimizer, build_scheduler
+from bpcompile.optim import build_optimizer, build_scheduler
 from bpcompile.runtime.rundir import RunDir
 from bpcompile.spec import SGD, Adam, CosineLR, MultiStepLR, StepLR
 

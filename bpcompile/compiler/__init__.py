@@ -4,6 +4,8 @@
          -> lowering -> Program (what the runtime executes)
 """
 
+import copy
+
 import torch
 
 from ..errors import BpcompileError, NotImplementedYet
@@ -40,12 +42,15 @@ def compile_experiment(spec, device: torch.device | str = "cpu") -> Program:
     network.to(device)
     train_graph, train_sig = trace_training_graph(network, spec.loss)
     eval_graph, eval_sig = trace_eval_graph(network)
+    # the untouched BP program: the reference the alignment metrics compare the rule's updates with
+    probe_graph, probe_sig = copy.deepcopy(train_graph), copy.deepcopy(train_sig)
     ctx = RewriteContext(graph=train_graph, signature=train_sig, network=network, spec=spec)
     apply_rules(ctx, assigned)
-    lower(train_graph, device)
-    lower(eval_graph, device)
+    for graph in (train_graph, eval_graph, probe_graph):
+        lower(graph, device)
     return Program(
         train_graph=train_graph, train_signature=train_sig, eval_graph=eval_graph, eval_signature=eval_sig,
         network=network, layer_rules={k: v.name for k, v in assigned.items()}, rule_name=spec.rule.name,
-        state=ctx.state, rewrites=ctx.rewrites, device=device,
+        state=ctx.state, rewrites=ctx.rewrites, device=device, hooks=ctx.hooks, extra_graphs=ctx.extra_graphs,
+        probe_graph=probe_graph, probe_signature=probe_sig,
     )

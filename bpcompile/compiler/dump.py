@@ -91,6 +91,14 @@ def dump_text(program: Program, stage: str = "all") -> str:
     if stage in ("backward", "all"):
         out += ["backward:"] + [_line(n) for n in body if n not in forward] + [""]
     out += _outputs(program)
+    if stage in ("backward", "all"):
+        for name, (graph, signature) in program.extra_graphs.items():
+            out += ["", f"{name} program (run by the rule's hooks, outside the training graph):", "inputs:"]
+            placeholders = [n for n in graph.graph.nodes if n.op == "placeholder"]
+            out += [f"  {node.name}: {slot.kind} {slot.name}" for slot, node in zip(signature.inputs, placeholders)]
+            out += ["body:"] + [_line(n) for n in graph.graph.nodes if n.op not in ("placeholder", "output")]
+            output = next(n for n in graph.graph.nodes if n.op == "output")
+            out += ["outputs:"] + [f"  {slot.kind} {slot.name} <- {_arg(v)}" for slot, v in zip(signature.outputs, output.args[0])]
     return "\n".join(out) + "\n"
 
 

@@ -63,6 +63,10 @@ class Program:
     state: dict[str, torch.Tensor] = field(default_factory=dict)   # rule state (feedback tensors ...)
     rewrites: list[Rewrite] = field(default_factory=list)
     device: torch.device = torch.device("cpu")
+    hooks: list = field(default_factory=list)             # RuleHooks the runtime calls around each step
+    extra_graphs: dict = field(default_factory=dict)      # e.g. 'mirror' -> (GraphModule, Signature)
+    probe_graph: Optional[GraphModule] = None             # the BP training graph, for alignment metrics
+    probe_signature: Optional[Signature] = None
 
     def graph_inputs(self, signature: Signature, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> list:
         """The flat input list of a graph, in its signature's order."""

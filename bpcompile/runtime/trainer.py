@@ -22,11 +22,13 @@ from ..errors import BpcompileError, TrainingDiverged
 from ..spec import data_shapes, spec_from_dict, spec_to_json
 from .checkpoint import load_checkpoint, save_checkpoint
 from .device import resolve_device, set_precision, versions
-from .optim import build_optimizer, build_scheduler
+from ..optim import build_optimizer, build_scheduler
 from .rundir import CHECKPOINT, RunDir
-from .step import CompiledEval, CompiledStep
+from .metrics import AlignmentProbe
+from .step import CompiledEval, RuleStep
 
 FINITE_CHECK_EVERY = 50  # steps between divergence checks (each one syncs the GPU)
+PROBE_SIZE = 256         # examples in the fixed probe batch of the alignment metrics
 
 
 def prepare_torch(spec, device_override: Optional[str]) -> torch.device:
@@ -48,9 +50,9 @@ class Trainer:
                 f"data set {spec.data.name!r} gives inputs of shape {tuple(splits.input_shape)} but the network was "
                 f"built for {tuple(self.program.network.input_shape)}."
             )
-        self.step = CompiledStep(self.program)
         self.evaluate = CompiledEval(self.program, spec.loss)
         self.optimizer = build_optimizer(spec.optimizer, self.program.network.parameters())
+        self.step = RuleStep(self.program, self.optimizer)
         self.scheduler = build_scheduler(spec.optimizer, self.optimizer, spec.train.epochs)
         data, seed = spec.data, spec.train.seed
         common = dict(device=device, mean=splits.mean, std=splits.std, normalize=data.normalize,
@@ -66,7 +68,12 @@ class Trainer:
         if spec.train.train_error == "full":
             self.eval_loaders["train"] = BatchLoader(splits.train_x, splits.train_y, batch_size=data.eval_batch_size,
                                                      shuffle=False, seed=seed, **common)
+        probe_size = min(PROBE_SIZE, len(splits.train_y))   # a fixed batch for the alignment metrics
+        probe = BatchLoader(splits.train_x[:probe_size], splits.train_y[:probe_size], batch_size=probe_size,
+                            shuffle=False, seed=seed, **common)
+        self.probe = AlignmentProbe(self.program, *next(iter(probe.epoch(0))))
         self.epoch = 0            # epochs completed
+        self.started = False      # rule's on_train_start hooks ran (restored runs have)
         self.history: list[dict] = []
         self.last_checkpoint_epoch = 0
         self.wall_seconds = 0.0
@@ -79,6 +86,7 @@ class Trainer:
             "rule_state": self.program.state,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
+            "rule_step": self.step.state_dict(),
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
             "wall_seconds": self.wall_seconds,
@@ -91,6 +99,8 @@ class Trainer:
             self.program.state[name].copy_(tensor)   # in place: the compiled step holds these tensors
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scheduler.load_state_dict(payload["scheduler"])
+        self.step.load_state_dict(payload["rule_step"])
+        self.started = True
         torch.set_rng_state(payload["torch_rng"])
         if payload.get("cuda_rng") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(payload["cuda_rng"])
@@ -131,7 +141,6 @@ class Trainer:
             task = bar.add_task(f"epoch {epoch + 1}/{self.spec.train.epochs}", total=len(self.train_loader), loss="-")
             for step, (x, y) in enumerate(self.train_loader.epoch(epoch), start=1):
                 loss, logits = self.step(x, y)
-                self.optimizer.step()
                 loss_sum += loss.detach() * len(y)
                 errors += (logits.argmax(1) != y).sum()
                 count += len(y)
@@ -149,8 +158,19 @@ class Trainer:
                "lr": self.optimizer.param_groups[0]["lr"], "train_seconds": time.perf_counter() - started}
         return row
 
+    def start(self) -> None:
+        """A fresh run: the rule's start hooks (weight mirror's first mirror phase), then the epoch-0 alignment."""
+        self.step.start()
+        self.started = True
+        row = {"epoch": 0, "layers": self.probe.measure()}
+        self.history.append(row)
+        if self.run_dir is not None:
+            self.run_dir.append_metrics(row)
+
     def fit(self) -> dict:
         epochs = self.spec.train.epochs
+        if not self.started:
+            self.start()
         while self.epoch < epochs:
             started = time.perf_counter()
             row = self.train_epoch()
@@ -163,6 +183,7 @@ class Trainer:
                         row["train_error"], row["train_eval_loss"] = error, loss
                     else:
                         row[f"{split}_error"], row[f"{split}_loss"] = error, loss
+                row["layers"] = self.probe.measure()
             row["seconds"] = time.perf_counter() - started
             self.wall_seconds += row["seconds"]
             self.history.append(row)
@@ -276,8 +297,9 @@ def dry_run(spec, steps: int, *, device: Optional[str] = None, console: Optional
     started = time.perf_counter()
     program = compile_experiment(spec, torch_device)
     compile_seconds = time.perf_counter() - started
-    step = CompiledStep(program)
     optimizer = build_optimizer(spec.optimizer, program.network.parameters())
+    step = RuleStep(program, optimizer)
+    step.start()
     shape, classes = data_shapes(spec.data)
     generator = torch.Generator().manual_seed(spec.train.seed)
     losses = []
@@ -288,7 +310,6 @@ def dry_run(spec, steps: int, *, device: Optional[str] = None, console: Optional
         x, y = x.to(torch_device), y.to(torch_device)
         t = time.perf_counter()
         loss, _ = step(x, y)
-        optimizer.step()
         loss = float(loss)
         if not math.isfinite(loss):
             raise TrainingDiverged(f"dry run diverged at step {i + 1}: the loss is {loss}.")

@@ -9,7 +9,11 @@ from dataclasses import dataclass
 from ...errors import BpcompileError, NotImplementedYet
 from ...spec import TARGET_PROPAGATION_RULES
 from .bp import Backprop
+from .dfa import DirectFeedbackAlignment, DirectKolenPollack
 from .fa import FeedbackAlignment
+from .kolen_pollack import KolenPollack
+from .sign_symmetry import SignSymmetry
+from .weight_mirror import WeightMirror
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,11 @@ NAMED_PARTS = {
 PASSES = {
     FeedbackParts("weight", "none", "layerwise"): Backprop,
     FeedbackParts("random", "none", "layerwise"): FeedbackAlignment,
+    FeedbackParts("random", "none", "direct"): DirectFeedbackAlignment,
+    FeedbackParts("sign", "none", "layerwise"): SignSymmetry,
+    FeedbackParts("learned", "mirror", "layerwise"): WeightMirror,
+    FeedbackParts("learned", "kolen_pollack", "layerwise"): KolenPollack,
+    FeedbackParts("learned", "kolen_pollack", "direct"): DirectKolenPollack,
 }
 
 
@@ -45,8 +54,15 @@ def layer_rules(spec, network) -> dict[str, object]:
     """The rule spec that trains each parametric layer, after `rule_overrides`."""
     names = [info.name for info in network.layer_table]
     assigned = {name: spec.rule for name in names}
+    others = {name: type(module).__name__ for name, module in network.named_modules() if name}
     for i, override in enumerate(spec.rule_overrides):
         for layer in override.layers:
+            if layer not in assigned and layer in others:
+                raise BpcompileError(
+                    f"rule_overrides[{i}].layers names layer {layer!r} for rule {override.rule.name!r}, but {layer!r} is "
+                    f"a {others[layer]} layer: rules train parametric layers only (dense, locally_connected, "
+                    f"conv2d); the network's are: {', '.join(names)}."
+                )
             if layer not in assigned:
                 raise BpcompileError(
                     f"rule_overrides[{i}].layers names layer {layer!r} (rule {override.rule.name!r}), which the network "
@@ -69,8 +85,8 @@ def check_implemented(spec, network) -> dict[str, object]:
         if parts not in PASSES:
             raise NotImplementedYet(
                 f"rule {rule.name!r} (source={parts.source}, learning={parts.learning}, topology={parts.topology}) for "
-                f"layer {layer!r} is not implemented yet; implemented so far: bp, fa (and 'feedback' with "
-                f"source='weight' or 'random', learning='none', topology='layerwise')."
+                f"layer {layer!r} is not implemented yet; implemented parts (source, learning, topology): "
+                + ", ".join(f"({p.source}, {p.learning}, {p.topology})" for p in PASSES) + "."
             )
     return assigned
 

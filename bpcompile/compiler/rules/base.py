@@ -3,7 +3,10 @@
 A gradient-family rule pass is a class with a `name` and
 `rewrite(ctx, layers)`, called once with the parametric layers it trains.
 It may add graph inputs (state tensors such as feedback weights), retarget
-nodes, and record each change as a `Rewrite` so `inspect` can show it."""
+or replace nodes, record each change as a `Rewrite` so `inspect` can show
+it, add extra graphs (weight mirror's mirror program), and register
+`RuleHooks`: what the rule does around each training step (Kolen-Pollack's
+paired update, weight mirror's mirror phases, batch-random magnitudes)."""
 
 from dataclasses import dataclass, field
 
@@ -11,8 +14,9 @@ import torch
 from torch.fx import GraphModule
 
 from ...nn.init import init_tensor
+from ...nn.ops import WEIGHT_ARG
 from ..program import META_REWRITE, Rewrite, Signature, Slot
-from ..trace import add_input
+from ..trace import add_input, placeholders
 
 
 @dataclass
@@ -23,6 +27,8 @@ class RewriteContext:
     spec: object                     # the ExperimentSpec
     state: dict = field(default_factory=dict)
     rewrites: list = field(default_factory=list)
+    hooks: list = field(default_factory=list)
+    extra_graphs: dict = field(default_factory=dict)   # name -> (GraphModule, Signature), shown by inspect
 
     def generator(self, purpose: int) -> torch.Generator:
         """A generator seeded from train.seed and a purpose number, so state tensors
@@ -43,3 +49,39 @@ class RewriteContext:
     def record(self, rule: str, layer: str, node: torch.fx.Node, description: str) -> None:
         node.meta[META_REWRITE] = f"{rule}: {description}"
         self.rewrites.append(Rewrite(rule, layer, node.name, description))
+
+    def retarget_weight(self, rule: str, info, node: torch.fx.Node, new_weight: torch.fx.Node, what: str) -> None:
+        """Point a grad_input node's weight argument at `new_weight` (a feedback tensor or an expression of W)."""
+        args = list(node.args)
+        args[WEIGHT_ARG] = new_weight
+        node.args = tuple(args)
+        self.record(rule, info.name, node, f"reads {what} instead of {info.weight} (W)")
+
+    def param_node(self, name: str) -> torch.fx.Node:
+        return placeholders(self.graph, self.signature)[name]
+
+
+class RuleHooks:
+    """What a rule does around each training step; the runtime calls these on every rule's hooks.
+
+    `run` gives access to the program, the forward optimiser and the step count. Hooks keep their own
+    generators; `state_dict` / `load_state_dict` carry them through checkpoints so resumed runs match."""
+
+    def on_train_start(self, run) -> None:
+        """Once, before the first step of a fresh run (not on resume)."""
+
+    def before_step(self, run) -> None:
+        """Before the training graph runs on a batch."""
+
+    def after_step(self, run) -> None:
+        """After the forward optimiser has stepped."""
+
+    def feedback_tensors(self) -> dict:
+        """layer -> the tensor standing in for W (W's layout) now, for the alignment metrics."""
+        return {}
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass

@@ -1,15 +1,35 @@
 """Feedback alignment: each layer's input-gradient node reads a fixed random
 feedback tensor B (same layout as W) instead of W.
 
-delta_{l-1} = (B_l delta_l) * f'(a_{l-1}): the activation derivative and the
+delta_{l-1} = (B_l delta_l) * f'(a_l-1): the activation derivative and the
 weight gradient are left as traced, only the weight argument of grad_input
 changes. B_l is initialised like W_l (rule.feedback_init, default
 network.init) from its own seeded stream."""
 
-from ...nn.ops import WEIGHT_ARG
 from ..trace import nodes_of
+from .base import RuleHooks
 
 FEEDBACK_STREAM = 1
+
+
+def add_feedback_tensors(ctx, rule_name: str, spec, layers) -> dict:
+    """Give every layer whose input gradient is used a feedback tensor B (W's layout) and retarget its
+    grad_input nodes to it; returns {layer name: B}. Shared by FA, weight mirror and Kolen-Pollack."""
+    scheme = getattr(spec, "feedback_init", None) or ctx.spec.network.init
+    generator = ctx.generator(FEEDBACK_STREAM)
+    created = {}
+    for info in layers:
+        # every layer draws B (so a layer's B does not depend on which others use feedback) ...
+        feedback = ctx.init_like_weight(info, scheme, generator)
+        targets = nodes_of(ctx.graph, info.name, "grad_input")
+        if not targets:
+            continue  # ... but only layers whose input gradient is used (not the first) keep it
+        name = f"{info.name}.feedback"
+        placeholder = ctx.add_state(name, feedback)
+        for node in targets:
+            ctx.retarget_weight(rule_name, info, node, placeholder, f"{name} (B)")
+        created[info.name] = feedback
+    return created
 
 
 class FeedbackAlignment:
@@ -19,18 +39,15 @@ class FeedbackAlignment:
         self.spec = spec
 
     def rewrite(self, ctx, layers) -> None:
-        scheme = getattr(self.spec, "feedback_init", None) or ctx.spec.network.init
-        generator = ctx.generator(FEEDBACK_STREAM)
-        for info in layers:
-            # every layer draws B (so a layer's B does not depend on which others are FA) ...
-            feedback = ctx.init_like_weight(info, scheme, generator)
-            targets = nodes_of(ctx.graph, info.name, "grad_input")
-            if not targets:
-                continue  # ... but only layers whose input gradient is used (not the first) keep it
-            name = f"{info.name}.feedback"
-            placeholder = ctx.add_state(name, feedback)
-            for node in targets:
-                args = list(node.args)
-                args[WEIGHT_ARG] = placeholder
-                node.args = tuple(args)
-                ctx.record(self.name, info.name, node, f"reads {name} (B) instead of {info.weight} (W)")
+        feedback = add_feedback_tensors(ctx, self.name, self.spec, layers)
+        ctx.hooks.append(FixedFeedback(feedback))
+
+
+class FixedFeedback(RuleHooks):
+    """FA's only hook: report B for the alignment metrics."""
+
+    def __init__(self, feedback: dict):
+        self.feedback = feedback
+
+    def feedback_tensors(self) -> dict:
+        return self.feedback

@@ -29,6 +29,13 @@ class OpFamily:
 
 
 FAMILIES: dict[str, OpFamily] = {}
+# implementations of ops outside the families (feedback products inserted by rule passes)
+OTHER_IMPLEMENTATIONS: dict = {}
+
+
+def register_op(op, **impls: Callable) -> None:
+    """Implementations of a stand-alone op, e.g. register_op(torch.ops.bpcompile.x.default, reference=fn)."""
+    OTHER_IMPLEMENTATIONS.setdefault(op, {}).update(impls)
 
 
 def register_family(kind: str, op_name: str, forward: Callable, grad_input: Callable, grad_weight: Callable) -> OpFamily:
@@ -57,4 +64,4 @@ def implementations(target) -> dict[str, Callable]:
     for family in FAMILIES.values():
         if target in family.implementations:
             return family.implementations[target]
-    return {}
+    return OTHER_IMPLEMENTATIONS.get(target, {})

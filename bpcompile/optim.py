@@ -1,4 +1,5 @@
-"""torch.optim optimisers and per-epoch learning-rate schedules from optimiser specs."""
+"""torch.optim optimisers and per-epoch learning-rate schedules from optimiser specs (used by the runtime for
+forward parameters and by rule hooks for feedback parameters)."""
 
 import math
 

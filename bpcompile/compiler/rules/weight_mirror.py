@@ -1,0 +1,147 @@
+"""Weight mirror (Akrout et al. 2019): learn with FA through B (engaged
+mode), and teach B to mirror W in mirror mode.
+
+Mirror mode drives each layer's linear map with noise x ~ N(0, sigma^2),
+y = W x (no bias, no nonlinearity), and moves B along the batch mean of
+x y^T, written in W's layout as the layer's own weight-gradient op applied to
+(y, x). Since E[x y^T] = sigma^2 W^T, B turns towards a multiple of W. The
+growth control is a decay of B:
+    B += lr * (mean(y x^T) - decay * B)       (or a feedback optimiser on -(...))
+whose fixed point is B = (sigma^2 / decay) W. The mirror program is its own
+FX graph (traced here, shown by `inspect`); hooks run mirror.pre_batches
+batches before training and mirror.batches_per_step after every step."""
+
+import torch
+from torch.fx.experimental.proxy_tensor import make_fx
+
+from ...optim import build_optimizer
+from ..lower import lower
+from ..program import META_LAYER, META_ROLE, Signature, Slot
+from .base import RuleHooks
+from .fa import add_feedback_tensors
+
+MIRROR_STREAM = 3
+
+
+def linear_map(info, x, weight):
+    """The layer's linear map y = W x (no bias), through its custom forward op."""
+    g = info.geometry
+    if info.type == "dense":
+        return torch.ops.bpcompile.dense(x, weight, None)
+    if info.type == "locally_connected":
+        return torch.ops.bpcompile.locally_connected(x, weight, None, g["kernel"], g["stride"], g["padding"])
+    return torch.ops.bpcompile.conv2d(x, weight, None, g["stride"], g["padding"])
+
+
+def outer(info, y, x):
+    """sum over the batch of y x^T in W's layout: the layer's weight-gradient op on (y, x)."""
+    g = info.geometry
+    if info.type == "dense":
+        return torch.ops.bpcompile.dense_grad_weight(y, x)
+    if info.type == "locally_connected":
+        return torch.ops.bpcompile.locally_connected_grad_weight(y, x, g["kernel"], g["stride"], g["padding"])
+    return torch.ops.bpcompile.conv2d_grad_weight(y, x, g["kernel"], g["stride"], g["padding"])
+
+
+def trace_mirror_graph(layers, params, batch_size: int, device):
+    """(W_1, x_1, W_2, x_2, ...) -> (mean y_1 x_1^T, ...), one entry per mirrored layer."""
+
+    def mirror(*flat):
+        out = []
+        for i, info in enumerate(layers):
+            weight, x = flat[2 * i], flat[2 * i + 1]
+            out.append(outer(info, linear_map(info, x, weight), x) / x.shape[0])
+        return tuple(out)
+
+    example = []
+    for info in layers:
+        example += [params[info.weight].detach(), torch.zeros(batch_size, *info.in_shape, device=device)]
+    graph = make_fx(mirror)(*example)
+    signature = Signature(inputs=[], outputs=[])
+    for info in layers:
+        signature.inputs += [Slot("param", info.weight), Slot("input", f"noise:{info.name}")]
+        signature.outputs.append(Slot("state_update", f"{info.name}.feedback"))
+    placeholders = [n for n in graph.graph.nodes if n.op == "placeholder"]
+    for node, slot in zip(placeholders, signature.inputs):
+        node.name = node.target = slot.name.replace(".", "_").replace(":", "_")
+    for node in graph.graph.nodes:       # tag the ops with their layer for inspect
+        if node.op == "call_function" and len(node.args) > 1:
+            for info in layers:
+                if any(getattr(a, "name", None) in (info.weight.replace(".", "_"), f"noise_{info.name}") for a in node.args):
+                    node.meta[META_LAYER], node.meta[META_ROLE] = info.name, "mirror"
+    graph.recompile()
+    lower(graph, device)
+    return graph, signature
+
+
+class WeightMirror:
+    name = "weight_mirror"
+
+    def __init__(self, spec):
+        self.spec = spec
+
+    def rewrite(self, ctx, layers) -> None:
+        feedback = add_feedback_tensors(ctx, self.name, self.spec, layers)
+        mirrored = [info for info in layers if info.name in feedback]
+        if not mirrored:
+            return
+        params = dict(ctx.network.named_parameters())
+        device = params[mirrored[0].weight].device
+        settings = self.spec.mirror
+        graph, signature = trace_mirror_graph(mirrored, params, settings.batch_size, device)
+        ctx.extra_graphs["mirror"] = (graph, signature)
+        feedback_optimizer = getattr(self.spec, "feedback_optimizer", None)
+        ctx.hooks.append(MirrorHooks(graph, mirrored, params, feedback, settings, feedback_optimizer,
+                                     ctx.spec.train.seed, device))
+
+
+class MirrorHooks(RuleHooks):
+    def __init__(self, graph, layers, params, feedback, settings, feedback_optimizer, seed, device):
+        self.graph, self.layers, self.settings = graph, layers, settings
+        self.weights = [params[info.weight] for info in layers]
+        self.feedback = [feedback[info.name] for info in layers]
+        self.generator = torch.Generator(device=device).manual_seed(seed * 1_000_003 + MIRROR_STREAM)
+        self.device = device
+        self.optimizer = build_optimizer(feedback_optimizer, self.feedback) if feedback_optimizer else None
+
+    def noise(self, info) -> torch.Tensor:
+        shape = (self.settings.batch_size, *info.in_shape)
+        return torch.randn(shape, generator=self.generator, device=self.device) * self.settings.noise_sigma
+
+    @torch.no_grad()
+    def mirror_batch(self) -> None:
+        flat = []
+        for info, weight in zip(self.layers, self.weights):
+            flat += [weight, self.noise(info)]
+        directions = self.graph(*flat)
+        decay = self.settings.decay
+        for b, direction in zip(self.feedback, directions):
+            step = direction - decay * b
+            if self.optimizer is None:
+                b.add_(step, alpha=self.settings.lr)
+            else:
+                b.grad = -step
+        if self.optimizer is not None:
+            self.optimizer.step()
+
+    def on_train_start(self, run) -> None:
+        for _ in range(self.settings.pre_batches):
+            self.mirror_batch()
+
+    def after_step(self, run) -> None:
+        for _ in range(self.settings.batches_per_step):
+            self.mirror_batch()
+
+    def feedback_tensors(self) -> dict:
+        return {info.name: b for info, b in zip(self.layers, self.feedback)}
+
+    def state_dict(self) -> dict:
+        state = {"generator": self.generator.get_state()}
+        if self.optimizer is not None:
+            state["optimizer"] = self.optimizer.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+        if self.optimizer is not None and "optimizer" in state:
+            self.optimizer.load_state_dict(state["optimizer"])

@@ -1,0 +1,54 @@
+"""Alignment metrics on a fixed probe batch, for every rule.
+
+* update_angle: the angle (degrees) between the rule's update of a hidden
+  layer's weight and the true BP gradient (the untouched BP graph, same
+  parameters, same batch). 0 for BP; the top layer is left out (it learns
+  from the task loss under every gradient rule).
+* feedback_angle / feedback_norm_ratio: for layers whose feedback tensor has
+  W's layout (FA, sign symmetry, weight mirror, Kolen-Pollack), the angle
+  between W^T and B and ||B|| / ||W||."""
+
+import math
+
+import torch
+
+
+def angle_degrees(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.detach().flatten().double(), b.detach().flatten().double()
+    denominator = a.norm() * b.norm()
+    if denominator == 0:
+        return float("nan")
+    return math.degrees(math.acos(float((a @ b / denominator).clamp(-1.0, 1.0))))
+
+
+class AlignmentProbe:
+    def __init__(self, program, x: torch.Tensor, y: torch.Tensor):
+        self.program, self.x, self.y = program, x, y
+
+    def _grads(self, graph, signature) -> dict:
+        with torch.no_grad():
+            outputs = graph(*self.program.graph_inputs(signature, self.x, self.y))
+        return {s.name: outputs[i] for i, s in enumerate(signature.outputs) if s.kind == "grad"}
+
+    def measure(self) -> dict:
+        program = self.program
+        rule = self._grads(program.train_graph, program.train_signature)
+        true = self._grads(program.probe_graph, program.probe_signature)
+        params = dict(program.network.named_parameters())
+        feedback = {}
+        for hook in program.hooks:
+            feedback.update(hook.feedback_tensors())
+        layers = {}
+        table = program.network.layer_table
+        for info in table:
+            entry = {}
+            if info is not table[-1]:
+                entry["update_angle"] = angle_degrees(rule[info.weight], true[info.weight])
+            b = feedback.get(info.name)
+            w = params[info.weight].detach()
+            if b is not None and b.shape == w.shape:
+                entry["feedback_angle"] = angle_degrees(w, b)
+                entry["feedback_norm_ratio"] = float(b.norm() / w.norm())
+            if entry:
+                layers[info.name] = entry
+        return layers

@@ -1,0 +1,273 @@
+"""Every gradient-family rule against an independent plain implementation of its equations.
+
+One step of each rule on random dense, locally connected and conv nets: the
+compiled graph's updates and, for rules with hooks, the parameters and
+feedback tensors after a whole step (graph, optimiser, hooks) equal the
+formulas of plain_nets written out here, to 1e-5 relative error."""
+
+import math
+
+import pytest
+import torch
+
+from bpcompile.compiler import compile_experiment
+from bpcompile.errors import BpcompileError
+from bpcompile.optim import build_optimizer
+from bpcompile.runtime.metrics import AlignmentProbe
+from bpcompile.runtime.step import RuleStep
+from bpcompile.spec import (
+    BP, DFA, FA, SGD, Adam, Feedback, KolenPollack, MirrorSettings, RuleOverride, SignSymmetry, WeightMirror,
+)
+from plain_nets import (
+    angle, bp_grads, feedback_grads, linear_map, outer_in_weight_layout, rel_error,
+)
+from random_nets import batch, make_spec, run_graph
+
+TOL = 1e-5
+KINDS = ["dense", "lc", "conv"]
+
+
+def setup(seed, kind, rule, **kw):
+    spec, plain, shape, classes = make_spec(seed, kind, rule, **kw)
+    program = compile_experiment(spec)
+    params = {k: v.detach().clone() for k, v in program.network.named_parameters()}
+    x, y = batch(shape, classes, seed)
+    return spec, plain, program, params, x, y
+
+
+def parametric(plain):
+    return [layer for layer in plain if layer[0] in ("dense", "lc", "conv")]
+
+
+def fan_out(layer, weight):
+    if layer[0] == "dense":
+        return weight.shape[0]
+    if layer[0] == "lc":
+        return weight.shape[1] * layer[2] ** 2
+    return weight.shape[0] * weight.shape[2] * weight.shape[3]
+
+
+def assert_close_all(actual: dict, expected: dict):
+    for name, value in expected.items():
+        assert rel_error(actual[name], value) <= TOL, name
+
+
+# ---- DFA ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("seed", range(3))
+def test_dfa_updates_equal_plain_dfa(kind, seed):
+    spec, plain, program, params, x, y = setup(seed, kind, DFA())
+    layers = parametric(plain)
+    direct = {k.removesuffix(".feedback"): v for k, v in program.state.items()}
+    assert sorted(direct) == sorted(layer[1] for layer in layers[1:])
+    classes = params[f"{layers[-1][1]}.weight"].shape[0]
+    for name, b in direct.items():
+        assert b.shape[0] == classes
+    expected = feedback_grads(plain, params, {}, x, y, spec.loss, direct=direct)
+    assert_close_all(run_graph(program, x, y), expected)
+    # errors no longer travel layer to layer: no input-gradient node is left, none reads a forward weight
+    roles = [n.meta.get("bpcompile_role") for n in program.train_graph.graph.nodes]
+    assert "grad_input" not in roles and roles.count("direct_feedback") == len(layers) - 1
+
+
+# ---- sign symmetry -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("variant", ["sign", "usf", "frsf", "brsf"])
+def test_sign_symmetry_updates_equal_plain_sign_feedback(kind, variant):
+    seed = 1
+    spec, plain, program, params, x, y = setup(seed, kind, SignSymmetry(variant=variant))
+    (hooks,) = program.hooks
+    before = {k: v.clone() for k, v in program.state.items()}
+    hooks.before_step(None)                     # brSF redraws its magnitudes here; the others keep them
+    for name, m in program.state.items():
+        assert torch.equal(m, before[name]) == (variant != "brsf")
+        assert (m >= 0).all()
+
+    def expected_grads(current):
+        feedback = {}
+        for layer in parametric(plain)[1:]:
+            w = current[f"{layer[1]}.weight"]
+            scale = math.sqrt(2.0 / fan_out(layer, w)) if variant == "usf" else 1.0
+            magnitude = program.state.get(f"{layer[1]}.magnitude")
+            feedback[layer[1]] = torch.sign(w) * (magnitude if magnitude is not None else 1.0) * scale
+        return feedback_grads(plain, current, feedback, x, y, spec.loss)
+
+    assert_close_all(run_graph(program, x, y), expected_grads(params))
+    # the sign is taken from the current W inside the graph, never a stale copy
+    with torch.no_grad():
+        for name, p in program.network.named_parameters():
+            if name.endswith("weight"):
+                p.mul_(-1.5)
+    flipped = {k: v.detach().clone() for k, v in program.network.named_parameters()}
+    assert_close_all(run_graph(program, x, y), expected_grads(flipped))
+
+
+def test_sign_symmetry_fixed_scale():
+    spec, plain, program, params, x, y = setup(2, "lc", SignSymmetry(scale=0.25))
+    feedback = {layer[1]: torch.sign(params[f"{layer[1]}.weight"]) * 0.25 for layer in parametric(plain)[1:]}
+    assert_close_all(run_graph(program, x, y), feedback_grads(plain, params, feedback, x, y, spec.loss))
+
+
+# ---- Kolen-Pollack -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_kolen_pollack_step_equals_the_paired_update(kind, optimizer):
+    lam, lr = 0.05, 0.1
+    spec, plain, program, params, x, y = setup(3, kind, KolenPollack(weight_decay=lam))
+    opt_spec = SGD(lr=lr, momentum=0.0) if optimizer == "sgd" else Adam(lr=lr, eps=1e-8)
+    step = RuleStep(program, build_optimizer(opt_spec, program.network.parameters()))
+    feedback0 = {k.removesuffix(".feedback"): v.clone() for k, v in program.state.items()}
+    grads = feedback_grads(plain, params, feedback0, x, y, spec.loss)
+    step(x, y)
+
+    def update(g):  # the optimiser's first step, written out
+        return -lr * g if optimizer == "sgd" else -lr * g / (g.abs() + 1e-8)
+
+    after = dict(program.network.named_parameters())
+    for layer in parametric(plain):
+        name = layer[1]
+        u = update(grads[f"{name}.weight"])
+        expected_w = (1 - lam) * (params[f"{name}.weight"] + u)
+        assert rel_error(after[f"{name}.weight"], expected_w) <= TOL, name
+        assert rel_error(after[f"{name}.bias"], params[f"{name}.bias"] + update(grads[f"{name}.bias"])) <= TOL
+        if name in feedback0:
+            b = program.state[f"{name}.feedback"]
+            assert rel_error(b, (1 - lam) * (feedback0[name] + u)) <= TOL, name
+            # W - B decays by (1 - lambda) exactly
+            assert rel_error(after[f"{name}.weight"] - b, (1 - lam) * (params[f"{name}.weight"] - feedback0[name])) <= TOL
+
+
+# ---- weight mirror -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_weight_mirror_mirror_phases_and_step_equal_plain_equations(kind):
+    settings = MirrorSettings(lr=0.1, noise_sigma=0.5, decay=0.2, batch_size=16, pre_batches=2, batches_per_step=1)
+    spec, plain, program, params, x, y = setup(4, kind, WeightMirror(mirror=settings))
+    (hooks,) = program.hooks
+    noises = []
+    draw = hooks.noise
+    hooks.noise = lambda info: noises.append(draw(info)) or noises[-1]      # record the noise the hook draws
+    lr = 0.05
+    step = RuleStep(program, build_optimizer(SGD(lr=lr, momentum=0.0), program.network.parameters()))
+    mirrored = [layer for layer in parametric(plain) if f"{layer[1]}.feedback" in program.state]
+    feedback = {layer[1]: program.state[f"{layer[1]}.feedback"].clone() for layer in mirrored}
+
+    def plain_mirror_batch(weights, feedback):
+        batch_noise = [noises.pop(0) for _ in mirrored]
+        out = {}
+        for layer, noise in zip(mirrored, batch_noise):
+            w, b = weights[f"{layer[1]}.weight"], feedback[layer[1]]
+            direction = outer_in_weight_layout(layer, linear_map(layer, w, noise), noise, w.shape) / noise.shape[0]
+            out[layer[1]] = b + settings.lr * (direction - settings.decay * b)
+        return out
+
+    step.start()                                   # two mirror batches before training
+    for _ in range(settings.pre_batches):
+        feedback = plain_mirror_batch(params, feedback)
+    for layer in mirrored:
+        assert rel_error(program.state[f"{layer[1]}.feedback"], feedback[layer[1]]) <= TOL
+    grads = feedback_grads(plain, params, feedback, x, y, spec.loss)   # engaged mode: FA through B
+    step(x, y)
+    new_params = {k: params[k] - lr * grads[k] for k in params}
+    after = dict(program.network.named_parameters())
+    for name, value in new_params.items():
+        assert rel_error(after[name], value) <= TOL, name
+    feedback = plain_mirror_batch(new_params, feedback)              # one mirror batch after the step, with new W
+    for layer in mirrored:
+        assert rel_error(program.state[f"{layer[1]}.feedback"], feedback[layer[1]]) <= TOL
+    assert not noises
+
+
+def test_weight_mirror_aligns_b_with_w():
+    settings = MirrorSettings(lr=0.05, noise_sigma=1.0, decay=0.5, batch_size=256, pre_batches=300)
+    spec, plain, program, params, x, y = setup(5, "dense", WeightMirror(mirror=settings))
+    (hooks,) = program.hooks
+    angles0 = [angle(params[f"{n}.weight"], b) for n, b in hooks.feedback_tensors().items()]
+    hooks.on_train_start(None)
+    angles = [angle(params[f"{n}.weight"], b) for n, b in hooks.feedback_tensors().items()]
+    assert min(angles0) > 45 and max(angles) < 10, (angles0, angles)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_direct_feedback_learned_by_kolen_pollack(kind):
+    """A combination no paper ran: DFA's B learns from e^T h (the gradient of a direct readout in its place)."""
+    lam, lr = 0.05, 0.1
+    rule = Feedback(source="learned", learning="kolen_pollack", topology="direct", weight_decay=lam)
+    spec, plain, program, params, x, y = setup(9, kind, rule, overrides=[])
+    spec = spec.model_copy(update={"optimizer": SGD(lr=lr, momentum=0.0)})
+    program = compile_experiment(spec)
+    step = RuleStep(program, build_optimizer(spec.optimizer, program.network.parameters()))
+    direct = {k.removesuffix(".feedback"): v.clone() for k, v in program.state.items()}
+    grads = feedback_grads(plain, params, {}, x, y, spec.loss, direct=direct)
+    # the output error and each layer's input, by hand
+    inputs, h = {}, x
+    from plain_nets import apply_layer, task_loss
+    for layer in plain:
+        if layer[0] in ("dense", "lc", "conv"):
+            inputs[layer[1]] = h
+        h = apply_layer(layer, params, h)
+    logits = h.detach().requires_grad_(True)
+    (e,) = torch.autograd.grad(task_loss(spec.loss, logits, y), logits)
+    step(x, y)
+    after = dict(program.network.named_parameters())
+    for name in params:
+        assert rel_error(after[name], params[name] - lr * grads[name]) <= TOL, name
+    for name, b in direct.items():
+        h_in = inputs[name].reshape(x.shape[0], -1)
+        assert rel_error(program.state[f"{name}.feedback"], (1 - lam) * (b - lr * e.t() @ h_in)) <= TOL, name
+
+
+# ---- parts, overrides, metrics, errors ---------------------------------------------------------------
+
+@pytest.mark.parametrize("named,parts", [
+    (DFA(), Feedback(source="random", topology="direct")),
+    (SignSymmetry(), Feedback(source="sign")),
+    (KolenPollack(), Feedback(source="learned", learning="kolen_pollack")),
+    (WeightMirror(), Feedback(source="learned", learning="mirror")),
+])
+def test_named_rules_are_presets_of_their_parts(named, parts):
+    a = compile_experiment(make_spec(6, "lc", named)[0])
+    b = compile_experiment(make_spec(6, "lc", parts)[0])
+    assert a.train_graph.code == b.train_graph.code
+    assert a.state.keys() == b.state.keys() and all(torch.equal(a.state[k], b.state[k]) for k in a.state)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_mixed_rules_per_layer(kind):
+    """The last layer learns with BP, the ones below with sign symmetry; and DFA below a BP top layer."""
+    spec, plain, program, params, x, y = setup(7, kind, SignSymmetry(), overrides=[RuleOverride(layers=["out"], rule=BP())])
+    assert program.layer_rules["out"] == "bp"
+    feedback = {layer[1]: torch.sign(params[f"{layer[1]}.weight"]) for layer in parametric(plain)[1:-1]}
+    assert_close_all(run_graph(program, x, y), feedback_grads(plain, params, feedback, x, y, spec.loss))
+    spec, plain, program, params, x, y = setup(7, kind, DFA(), overrides=[RuleOverride(layers=["out"], rule=BP())])
+    direct = {k.removesuffix(".feedback"): v for k, v in program.state.items()}
+    assert "out" not in direct
+    assert_close_all(run_graph(program, x, y), feedback_grads(plain, params, {}, x, y, spec.loss, direct=direct))
+
+
+def test_alignment_metrics_equal_plain_angles():
+    spec, plain, program, params, x, y = setup(8, "lc", FA())
+    measured = AlignmentProbe(program, x, y).measure()
+    feedback = {k.removesuffix(".feedback"): v for k, v in program.state.items()}
+    rule = feedback_grads(plain, params, feedback, x, y, spec.loss)
+    true = bp_grads(plain, params, x, y, spec.loss)
+    layers = parametric(plain)
+    for layer in layers[:-1]:
+        name = layer[1]
+        assert measured[name]["update_angle"] == pytest.approx(angle(rule[f"{name}.weight"], true[f"{name}.weight"]), abs=1e-3)
+    for name, b in feedback.items():
+        w = params[f"{name}.weight"]
+        assert measured[name]["feedback_angle"] == pytest.approx(angle(w, b), abs=1e-3)
+        assert measured[name]["feedback_norm_ratio"] == pytest.approx(float(b.norm() / w.norm()), rel=1e-5)
+    bp = compile_experiment(make_spec(8, "lc", BP())[0])
+    for entry in AlignmentProbe(bp, x, y).measure().values():
+        assert entry["update_angle"] < 0.1
+
+
+def test_override_naming_a_non_parametric_layer_fails_naming_both():
+    spec, *_ = make_spec(0, "lc", FA(), overrides=[RuleOverride(layers=["act1"], rule=SignSymmetry())])
+    with pytest.raises(BpcompileError, match=r"names layer 'act1' for rule 'sign_symmetry', but 'act1' is a Activation layer"):
+        compile_experiment(spec)
