@@ -32,7 +32,8 @@ def input_spec(spec) -> tuple[tuple[int, ...], int]:
     return tuple(shape), classes
 
 
-def compile_experiment(spec, device: torch.device | str = "cpu") -> Program:
+def compile_experiment(spec, device: torch.device | str = "cpu", prefer: tuple[str, ...] | None = None) -> Program:
+    """prefer: implementation order for lowering, e.g. ('triton', 'reference'); default: by device."""
     device = torch.device(device)
     if spec.train.precision == "bf16":
         raise NotImplementedYet("train.precision='bf16' is not implemented yet; use 'fp32' or 'tf32'.")
@@ -47,7 +48,7 @@ def compile_experiment(spec, device: torch.device | str = "cpu") -> Program:
     ctx = RewriteContext(graph=train_graph, signature=train_sig, network=network, spec=spec)
     apply_rules(ctx, assigned)
     for graph in (train_graph, eval_graph, probe_graph):
-        lower(graph, device)
+        lower(graph, device, prefer)
     return Program(
         train_graph=train_graph, train_signature=train_sig, eval_graph=eval_graph, eval_signature=eval_sig,
         network=network, layer_rules={k: v.name for k, v in assigned.items()}, rule_name=spec.rule.name,

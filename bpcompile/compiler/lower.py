@@ -2,22 +2,54 @@
 
 Custom-op nodes become direct calls of the chosen implementation function
 (no dispatcher hop per call). On CPU that is the plain-PyTorch 'reference';
-Triton implementations, registered per op in the op families, are preferred
-on CUDA once they exist. The choice is recorded in node.meta for `inspect`."""
+on CUDA the Triton kernels of bpcompile.kernels are preferred where an op has
+one (the locally connected ops), and a sign-symmetry input gradient of an LC
+layer becomes one kernel that takes sign(W) on the fly. The choice is recorded
+in node.meta for `inspect`. `prefer` overrides the order (the tests run the
+Triton kernels on CPU through the interpreter)."""
+
+import os
+from typing import Optional, Sequence
 
 import torch
 from torch.fx import GraphModule
 
-from ..nn.ops import implementations
-from .program import META_IMPL, META_OP
+from ..nn.ops import FAMILIES, WEIGHT_ARG, implementations
+from .program import META_IMPL, META_OP, META_REWRITE
+
+_TRITON_LOADED = False
+
+
+def load_triton_implementations() -> bool:
+    """Register the Triton kernels as 'triton' implementations of their ops (once; False without triton)."""
+    global _TRITON_LOADED
+    if _TRITON_LOADED:
+        return True
+    try:
+        from ..kernels import lc
+    except ImportError:
+        return False
+    family = FAMILIES["locally_connected"]
+    family.implementations[family.forward]["triton"] = lc.lc_forward
+    family.implementations[family.grad_input]["triton"] = lc.lc_grad_input
+    family.implementations[family.grad_weight]["triton"] = lc.lc_grad_weight
+    _TRITON_LOADED = True
+    return True
 
 
 def preference(device: torch.device) -> tuple[str, ...]:
-    return ("triton", "reference") if device.type == "cuda" else ("reference",)
+    """Triton first on CUDA; $BPCOMPILE_IMPL=reference keeps the reference ops there too (for comparisons)."""
+    if device.type == "cuda" and os.environ.get("BPCOMPILE_IMPL", "auto") != "reference":
+        return ("triton", "reference")
+    return ("reference",)
 
 
-def lower(graph: GraphModule, device: torch.device) -> None:
-    order = preference(device)
+def lower(graph: GraphModule, device: torch.device, prefer: Optional[Sequence[str]] = None) -> None:
+    order = tuple(prefer or preference(device))
+    if "triton" in order:
+        load_triton_implementations()
+    if "triton" in order and _TRITON_LOADED:
+        _fuse_sign_into_lc_grad_input(graph)
     for node in graph.graph.nodes:
         if node.op != "call_function":
             continue
@@ -28,4 +60,26 @@ def lower(graph: GraphModule, device: torch.device) -> None:
         node.meta.setdefault(META_OP, str(node.target))
         node.meta[META_IMPL] = choice
         node.target = impls[choice]
+    graph.graph.eliminate_dead_code()
     graph.recompile()
+
+
+def _fuse_sign_into_lc_grad_input(graph: GraphModule) -> None:
+    """lc_grad_input(g, sign_feedback(W, None, 1.0), ...) -> lc_grad_input_sign(g, W, ...): one kernel, no sign copy."""
+    from ..kernels import lc
+
+    grad_input = FAMILIES["locally_connected"].grad_input
+    for node in graph.graph.nodes:
+        weight = node.args[WEIGHT_ARG] if node.op == "call_function" and node.target is grad_input else None
+        if not (isinstance(weight, torch.fx.Node) and weight.target is torch.ops.bpcompile.sign_feedback.default):
+            continue
+        source, magnitude, scale = weight.args
+        if magnitude is not None or scale != 1.0:
+            continue
+        args = list(node.args)
+        args[WEIGHT_ARG] = source
+        node.args = tuple(args)
+        node.meta[META_OP] = str(node.target)
+        node.meta[META_IMPL] = "triton (sign fused)"
+        node.meta[META_REWRITE] = node.meta.get(META_REWRITE, "") + "; sign(W) taken inside the Triton kernel"
+        node.target = lc.lc_grad_input_sign

@@ -54,8 +54,7 @@ def report() -> str:
         at_bar = next(r for r in metrics if r["epoch"] == BAR_EPOCH)
         bar = "yes" if at_bar["test_error"] < BAR else "NO"
         rows.append(f"| {spec} | {summary['rule']} | {at_bar['test_error']:.2f} | {bar} | {summary['epochs']} | "
-                    f"{summary['final_test_error']:.2f} | {summary['final_train_error']:.2f} | "
-                    f"{summary['wall_seconds']:.0f} s | {summary['device_name']} |")
+                    f"{summary['final_test_error']:.2f} | {summary['final_train_error']:.2f} | {summary['device_name']} |")
         for row in metrics:
             layers = row.get("layers", {})
             fb = mean([v["feedback_angle"] for v in layers.values() if "feedback_angle" in v])
@@ -67,8 +66,8 @@ def report() -> str:
               f"Full official MNIST (60k train / 10k test), each spec's own settings (batch 128). The issue's bar: "
               f"under {BAR:.0f}% test error after {BAR_EPOCH} epochs.", "",
               f"| spec | rule | test error % after {BAR_EPOCH} epochs | under the bar | epochs run | final test error % | "
-              "final train error % (running) | wall | device |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"] + rows
+              "final train error % (running) | device |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- |"] + rows
     lines += ["", "## Alignment", "",
               "Per epoch (0 = before the first step, after weight mirror's first mirror phase), on a fixed probe "
               "batch of 256 training images: the mean over layers of the angle between W^T and B (degrees; "

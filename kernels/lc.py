@@ -1,0 +1,254 @@
+"""Triton kernels for the locally connected layer (implicit im2col: patches are gathered from the input inside
+each program; the unfolded tensor never exists in memory).
+
+Layout, as in bpcompile's reference ops: x (B, C, H, W); weight (P, O, K) with P = H_out * W_out output positions
+and K = kernel * kernel * C patch entries ordered (kernel row i, kernel col j, channel ch), channel fastest;
+bias (O, H_out, W_out); out (B, O, H_out, W_out). The patch entry k of position p = (r, c) is
+x[b, ch, r * stride + i - padding, c * stride + j - padding] (zero outside the input).
+
+* `lc_forward`:      out[b, o, p] = sum_k weight[p, o, k] * patch[b, k, p] + bias[o, p]
+                     one program per (position, batch block, out-channel block): a (B x K) @ (K x O) product.
+* `lc_grad_weight`:  grad_w[p, o, k] = sum_b grad_out[b, o, p] * patch[b, k, p]
+                     one program per (position, out-channel block, patch-entry block), reducing over the batch.
+* `lc_grad_input`:   grad_x[b, ch, h, w] = sum over the output positions p whose window covers (h, w), and o, of
+                     grad_out[b, o, p] * weight[p, o, k(h, w, ch)]  -- written as a gather per input pixel (no
+                     atomics): one program per (input pixel, batch block, channel block) visits the <= kernel^2
+                     windows covering its pixel. `weight` may be any tensor of W's layout (W for BP, B for FA/KP/WM);
+                     sign_weight=True uses sign(weight), computed on the fly (sign symmetry, no stored copy).
+
+Inputs are taken with their strides (non-contiguous inputs work; x is made channels-last first so that patch
+entries, channel fastest, are contiguous in memory). Matrix products accumulate in fp32; they use TF32 when
+torch.backends.cuda.matmul.allow_tf32 is set, bf16 inputs give bf16 outputs. On a GPU the block sizes are
+autotuned; under the Triton interpreter (TRITON_INTERPRET=1, the CPU tests) one fixed configuration is used.
+This module imports nothing of bpcompile."""
+
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def _precision() -> str:
+    return "tf32" if torch.backends.cuda.matmul.allow_tf32 else "ieee"
+
+
+def _autotuned(kernel, configs, key):
+    """Autotune on a GPU; one fixed configuration under the interpreter (which cannot time configs)."""
+    if INTERPRET:
+        return kernel, configs[0].kwargs
+    return triton.autotune(configs=configs, key=key)(kernel), {}
+
+
+def _configs(names, values, warps=(4,), stages=(3,)):
+    out = []
+    for v in values:
+        for w in warps:
+            for s in stages:
+                out.append(triton.Config(dict(zip(names, v)), num_warps=w, num_stages=s))
+    return out
+
+
+# ---- forward -------------------------------------------------------------------------------------------------
+
+@triton.jit
+def _lc_forward_kernel(
+    x_ptr, w_ptr, b_ptr, out_ptr,
+    B, C, H, W, O, K, W_OUT, P,
+    sxb, sxc, sxh, sxw, swp, swo, swk,
+    KERNEL: tl.constexpr, STRIDE: tl.constexpr, PAD: tl.constexpr, HAS_BIAS: tl.constexpr,
+    INPUT_PRECISION: tl.constexpr,
+    BLOCK_B: tl.constexpr, BLOCK_O: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    p = tl.program_id(0)
+    offs_b = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)
+    offs_o = tl.program_id(2) * BLOCK_O + tl.arange(0, BLOCK_O)
+    r = p // W_OUT
+    c = p % W_OUT
+    acc = tl.zeros((BLOCK_B, BLOCK_O), dtype=tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        offs_k = k0 + tl.arange(0, BLOCK_K)
+        # decode patch entry k -> (kernel row, kernel col, channel) -> input pixel
+        i = offs_k // (KERNEL * C)
+        j = (offs_k // C) % KERNEL
+        ch = offs_k % C
+        h = r * STRIDE + i - PAD
+        w = c * STRIDE + j - PAD
+        k_ok = (offs_k < K) & (h >= 0) & (h < H) & (w >= 0) & (w < W)
+        patch = tl.load(
+            x_ptr + offs_b[:, None] * sxb + (ch * sxc + h * sxh + w * sxw)[None, :],
+            mask=(offs_b[:, None] < B) & k_ok[None, :], other=0.0,
+        )
+        weight = tl.load(
+            w_ptr + p * swp + offs_o[None, :] * swo + offs_k[:, None] * swk,
+            mask=(offs_o[None, :] < O) & (offs_k[:, None] < K), other=0.0,
+        )
+        acc = tl.dot(patch, weight, acc, input_precision=INPUT_PRECISION)
+    if HAS_BIAS:
+        acc += tl.load(b_ptr + offs_o * P + p, mask=offs_o < O, other=0.0).to(tl.float32)[None, :]
+    # out is contiguous (B, O, P)
+    tl.store(out_ptr + offs_b[:, None] * (O * P) + offs_o[None, :] * P + p,
+             acc.to(out_ptr.dtype.element_ty), mask=(offs_b[:, None] < B) & (offs_o[None, :] < O))
+
+
+# a few configurations each: every (kernel, stride, padding) is its own compile, so autotuning time grows fast
+_FWD_CONFIGS = _configs(("BLOCK_B", "BLOCK_O", "BLOCK_K"), [(32, 32, 32), (64, 64, 32), (128, 64, 32), (128, 128, 32)])
+_lc_forward, _FWD_FIXED = _autotuned(_lc_forward_kernel, _FWD_CONFIGS, ["B", "O", "K", "P"])
+
+
+def _out_size(size, kernel, stride, padding):
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def lc_forward(x, weight, bias, kernel, stride, padding):
+    batch, channels, height, width = x.shape
+    positions, out_ch, k_total = weight.shape
+    h_out, w_out = _out_size(height, kernel, stride, padding), _out_size(width, kernel, stride, padding)
+    assert positions == h_out * w_out and k_total == kernel * kernel * channels, "weight does not fit the input"
+    x = x.contiguous(memory_format=torch.channels_last)   # channel fastest: a patch row is contiguous
+    out = torch.empty(batch, out_ch, h_out, w_out, device=x.device, dtype=x.dtype)
+    bias_arg = bias.contiguous() if bias is not None else out     # any pointer when there is no bias
+
+    def grid(meta):
+        return (positions, triton.cdiv(batch, meta["BLOCK_B"]), triton.cdiv(out_ch, meta["BLOCK_O"]))
+
+    _lc_forward[grid](
+        x, weight, bias_arg, out,
+        batch, channels, height, width, out_ch, k_total, w_out, positions,
+        *x.stride(), *weight.stride(),
+        KERNEL=kernel, STRIDE=stride, PAD=padding, HAS_BIAS=bias is not None, INPUT_PRECISION=_precision(),
+        **_FWD_FIXED,
+    )
+    return out
+
+
+# ---- weight gradient -----------------------------------------------------------------------------------------
+
+@triton.jit
+def _lc_grad_weight_kernel(
+    g_ptr, x_ptr, gw_ptr,
+    B, C, H, W, O, K, W_OUT,
+    sgb, sgo, sgp, sxb, sxc, sxh, sxw,
+    KERNEL: tl.constexpr, STRIDE: tl.constexpr, PAD: tl.constexpr, INPUT_PRECISION: tl.constexpr,
+    BLOCK_B: tl.constexpr, BLOCK_O: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    p = tl.program_id(0)
+    offs_o = tl.program_id(1) * BLOCK_O + tl.arange(0, BLOCK_O)
+    offs_k = tl.program_id(2) * BLOCK_K + tl.arange(0, BLOCK_K)
+    r = p // W_OUT
+    c = p % W_OUT
+    i = offs_k // (KERNEL * C)
+    j = (offs_k // C) % KERNEL
+    ch = offs_k % C
+    h = r * STRIDE + i - PAD
+    w = c * STRIDE + j - PAD
+    k_ok = (offs_k < K) & (h >= 0) & (h < H) & (w >= 0) & (w < W)
+    acc = tl.zeros((BLOCK_O, BLOCK_K), dtype=tl.float32)
+    for b0 in range(0, B, BLOCK_B):
+        offs_b = b0 + tl.arange(0, BLOCK_B)
+        grad = tl.load(g_ptr + offs_o[:, None] * sgo + offs_b[None, :] * sgb + p * sgp,
+                       mask=(offs_o[:, None] < O) & (offs_b[None, :] < B), other=0.0)
+        patch = tl.load(x_ptr + offs_b[:, None] * sxb + (ch * sxc + h * sxh + w * sxw)[None, :],
+                        mask=(offs_b[:, None] < B) & k_ok[None, :], other=0.0)
+        acc = tl.dot(grad, patch, acc, input_precision=INPUT_PRECISION)
+    # grad_w is contiguous (P, O, K)
+    tl.store(gw_ptr + p * (O * K) + offs_o[:, None] * K + offs_k[None, :],
+             acc.to(gw_ptr.dtype.element_ty), mask=(offs_o[:, None] < O) & (offs_k[None, :] < K))
+
+
+_GW_CONFIGS = _configs(("BLOCK_B", "BLOCK_O", "BLOCK_K"), [(32, 32, 32), (32, 64, 64), (64, 64, 64), (32, 128, 64)])
+_lc_grad_weight, _GW_FIXED = _autotuned(_lc_grad_weight_kernel, _GW_CONFIGS, ["B", "O", "K"])
+
+
+def lc_grad_weight(grad_out, x, kernel, stride, padding):
+    batch, channels, height, width = x.shape
+    _, out_ch, h_out, w_out = grad_out.shape
+    positions, k_total = h_out * w_out, kernel * kernel * channels
+    x = x.contiguous(memory_format=torch.channels_last)
+    grad_flat = grad_out.reshape(batch, out_ch, positions)          # a view when grad_out is contiguous
+    grad_w = torch.empty(positions, out_ch, k_total, device=x.device, dtype=x.dtype)
+
+    def grid(meta):
+        return (positions, triton.cdiv(out_ch, meta["BLOCK_O"]), triton.cdiv(k_total, meta["BLOCK_K"]))
+
+    _lc_grad_weight[grid](
+        grad_flat, x, grad_w,
+        batch, channels, height, width, out_ch, k_total, w_out,
+        *grad_flat.stride(), *x.stride(),
+        KERNEL=kernel, STRIDE=stride, PAD=padding, INPUT_PRECISION=_precision(),
+        **_GW_FIXED,
+    )
+    return grad_w
+
+
+# ---- input gradient ------------------------------------------------------------------------------------------
+
+@triton.jit
+def _lc_grad_input_kernel(
+    g_ptr, w_ptr, gx_ptr,
+    B, C, H, W, O, H_OUT, W_OUT,
+    sgb, sgo, sgp, swp, swo, swk,
+    KERNEL: tl.constexpr, STRIDE: tl.constexpr, PAD: tl.constexpr, SIGN: tl.constexpr,
+    INPUT_PRECISION: tl.constexpr,
+    BLOCK_B: tl.constexpr, BLOCK_O: tl.constexpr, BLOCK_C: tl.constexpr,
+):
+    pixel = tl.program_id(0)
+    hx = pixel // W
+    wx = pixel % W
+    offs_b = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)
+    offs_c = tl.program_id(2) * BLOCK_C + tl.arange(0, BLOCK_C)
+    acc = tl.zeros((BLOCK_B, BLOCK_C), dtype=tl.float32)
+    for i in range(KERNEL):
+        # output row r whose window holds input row hx at kernel row i: r * STRIDE + i - PAD == hx
+        r_num = hx + PAD - i
+        r = r_num // STRIDE
+        row_ok = (r_num >= 0) & (r_num % STRIDE == 0) & (r < H_OUT)
+        for j in range(KERNEL):
+            c_num = wx + PAD - j
+            c = c_num // STRIDE
+            if row_ok & (c_num >= 0) & (c_num % STRIDE == 0) & (c < W_OUT):
+                p = r * W_OUT + c
+                k = (i * KERNEL + j) * C + offs_c
+                for o0 in range(0, O, BLOCK_O):
+                    offs_o = o0 + tl.arange(0, BLOCK_O)
+                    grad = tl.load(g_ptr + offs_b[:, None] * sgb + offs_o[None, :] * sgo + p * sgp,
+                                   mask=(offs_b[:, None] < B) & (offs_o[None, :] < O), other=0.0)
+                    weight = tl.load(w_ptr + p * swp + offs_o[:, None] * swo + k[None, :] * swk,
+                                     mask=(offs_o[:, None] < O) & (offs_c[None, :] < C), other=0.0)
+                    if SIGN:
+                        weight = tl.where(weight > 0, 1.0, tl.where(weight < 0, -1.0, 0.0)).to(grad.dtype)
+                    acc = tl.dot(grad, weight, acc, input_precision=INPUT_PRECISION)
+    # grad_x is contiguous (B, C, H, W)
+    tl.store(gx_ptr + offs_b[:, None] * (C * H * W) + offs_c[None, :] * (H * W) + pixel,
+             acc.to(gx_ptr.dtype.element_ty), mask=(offs_b[:, None] < B) & (offs_c[None, :] < C))
+
+
+_GX_CONFIGS = _configs(("BLOCK_B", "BLOCK_O", "BLOCK_C"), [(32, 32, 16), (64, 32, 16), (64, 64, 32), (128, 64, 64)])
+_lc_grad_input, _GX_FIXED = _autotuned(_lc_grad_input_kernel, _GX_CONFIGS, ["B", "O", "C"])
+
+
+def lc_grad_input(grad_out, weight, in_height, in_width, kernel, stride, padding, sign_weight=False):
+    batch, out_ch, h_out, w_out = grad_out.shape
+    positions, _, k_total = weight.shape
+    channels = k_total // (kernel * kernel)
+    grad_flat = grad_out.reshape(batch, out_ch, positions)
+    grad_x = torch.empty(batch, channels, in_height, in_width, device=grad_out.device, dtype=grad_out.dtype)
+
+    def grid(meta):
+        return (in_height * in_width, triton.cdiv(batch, meta["BLOCK_B"]), triton.cdiv(channels, meta["BLOCK_C"]))
+
+    _lc_grad_input[grid](
+        grad_flat, weight, grad_x,
+        batch, channels, in_height, in_width, out_ch, h_out, w_out,
+        *grad_flat.stride(), *weight.stride(),
+        KERNEL=kernel, STRIDE=stride, PAD=padding, SIGN=sign_weight, INPUT_PRECISION=_precision(),
+        **_GX_FIXED,
+    )
+    return grad_x
+
+
+def lc_grad_input_sign(grad_out, weight, in_height, in_width, kernel, stride, padding):
+    """lc_grad_input with sign(weight) taken inside the kernel (sign symmetry reads W itself, never a copy)."""
+    return lc_grad_input(grad_out, weight, in_height, in_width, kernel, stride, padding, sign_weight=True)
