@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from rich.console import Console
 from rich.table import Table
 
-from bpcompile.data import BatchLoader, load_dataset
+from bpcompile.data import load_dataset
 from bpcompile.runtime.device import resolve_device, set_precision, versions
 from bpcompile.runtime.trainer import Trainer
 from bpcompile.spec import load_spec
@@ -39,7 +39,7 @@ ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "sigmoid": nn.Sigmoid}
 def plain_model(spec, compiled_network) -> nn.Sequential:
     """nn.Sequential of torch layers for a dense net, with bpcompile's initial weights."""
     params = dict(compiled_network.named_parameters())
-    layers, in_features = [], None
+    layers = []
     for layer in spec.network.layers:
         if layer.type == "flatten":
             layers.append(nn.Flatten())

@@ -118,22 +118,17 @@ def _input_vjp(layer, params_or_feedback, h_in, delta, name):
 
 
 def _weight_grads(layer, h_in, delta):
-    kind, name = layer[0], layer[1]
-    if kind == "dense":
+    """(weight gradient, bias gradient) of a dense or LC layer for the error `delta` at its output."""
+    if layer[0] == "dense":
         return delta.t() @ h_in, delta.sum(0)
-    w = None
-    if kind == "lc":
-        _, _, kernel, stride, padding = layer
-        cols = F.unfold(h_in, kernel, padding=padding, stride=stride)          # (B, C*k*k, P)
-        d = delta.reshape(delta.shape[0], delta.shape[1], -1)                  # (B, O, P)
-        gw = torch.einsum("bop,bkp->pok", d, cols)                            # channel-slowest patch order
-        positions, out_ch = gw.shape[:2]
-        channels = h_in.shape[1]
-        w = gw.reshape(positions, out_ch, channels, kernel, kernel).permute(0, 1, 3, 4, 2).reshape(positions, out_ch, -1)
-        return w, delta.sum(0)
-    _, _, stride, padding = layer
-    kernel = None
-    return None, delta.sum((0, 2, 3))
+    _, _, kernel, stride, padding = layer
+    cols = F.unfold(h_in, kernel, padding=padding, stride=stride)          # (B, C*k*k, P)
+    d = delta.reshape(delta.shape[0], delta.shape[1], -1)                  # (B, O, P)
+    gw = torch.einsum("bop,bkp->pok", d, cols)                            # channel-slowest patch order
+    positions, out_ch = gw.shape[:2]
+    channels = h_in.shape[1]
+    w = gw.reshape(positions, out_ch, channels, kernel, kernel).permute(0, 1, 3, 4, 2).reshape(positions, out_ch, -1)
+    return w, delta.sum(0)
 
 
 def feedback_grads(layers, params, feedback, x, y, loss_name, direct=None):

@@ -180,7 +180,7 @@ def test_inspect_shows_the_feedback_tensor_in_place_of_the_weight(tmp_path):
     text = result.stdout
     assert "backward:" in text and "forward:" not in text
     for layer in ("fc2", "fc3", "fc4", "fc5", "out"):
-        assert f"dense_grad_input(" in text
+        assert "dense_grad_input(" in text
         assert f"{layer}_feedback)" in text and f"reads {layer}.feedback (B) instead of {layer}.weight (W)" in text
     for line in text.splitlines():
         if "dense_grad_input(" in line:
