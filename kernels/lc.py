@@ -12,8 +12,8 @@ x[b, ch, r * stride + i - padding, c * stride + j - padding] (zero outside the i
                      one program per (position, out-channel block, patch-entry block), reducing over the batch.
 * `lc_grad_input`:   grad_x[b, ch, h, w] = sum over the output positions p whose window covers (h, w), and o, of
                      grad_out[b, o, p] * weight[p, o, k(h, w, ch)]  -- written as a gather per input pixel (no
-                     atomics): one program per (input pixel, batch block, channel block) visits the <= kernel^2
-                     windows covering its pixel. `weight` may be any tensor of W's layout (W for BP, B for FA/KP/WM);
+                     atomics): one program per (input pixel, batch block, channel block) visits only the
+                     <= ceil(kernel / stride)^2 windows covering its pixel. `weight` may be any tensor of W's layout (W for BP, B for FA/KP/WM);
                      sign_weight=True uses sign(weight), computed on the fly (sign symmetry, no stored copy).
 
 Inputs are taken with their strides (non-contiguous inputs work; x is made channels-last first so that patch
@@ -200,15 +200,16 @@ def _lc_grad_input_kernel(
     offs_b = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)
     offs_c = tl.program_id(2) * BLOCK_C + tl.arange(0, BLOCK_C)
     acc = tl.zeros((BLOCK_B, BLOCK_C), dtype=tl.float32)
-    for i in range(KERNEL):
-        # output row r whose window holds input row hx at kernel row i: r * STRIDE + i - PAD == hx
-        r_num = hx + PAD - i
+    # only kernel rows i with (hx + PAD - i) % STRIDE == 0 put input row hx in some window: start at that residue
+    # and step by STRIDE (for a 9x9 stride-4 layer, 3 of 9 rows; likewise for columns)
+    for i in range((hx + PAD) % STRIDE, KERNEL, STRIDE):
+        r_num = hx + PAD - i                 # = r * STRIDE for the output row r whose window holds hx at row i
         r = r_num // STRIDE
-        row_ok = (r_num >= 0) & (r_num % STRIDE == 0) & (r < H_OUT)
-        for j in range(KERNEL):
+        row_ok = (r_num >= 0) & (r < H_OUT)
+        for j in range((wx + PAD) % STRIDE, KERNEL, STRIDE):
             c_num = wx + PAD - j
             c = c_num // STRIDE
-            if row_ok & (c_num >= 0) & (c_num % STRIDE == 0) & (c < W_OUT):
+            if row_ok & (c_num >= 0) & (c < W_OUT):
                 p = r * W_OUT + c
                 k = (i * KERNEL + j) * C + offs_c
                 for o0 in range(0, O, BLOCK_O):
