@@ -20,6 +20,7 @@ from ..compiler import compile_experiment
 from ..data import BatchLoader, load_dataset, random_batch
 from ..errors import BpcompileError, TrainingDiverged
 from ..spec import data_shapes, spec_from_dict, spec_to_json
+from ..spec.io import read_spec_dict
 from .checkpoint import load_checkpoint, save_checkpoint
 from .device import resolve_device, set_precision, versions
 from ..optim import build_optimizer, build_scheduler
@@ -249,8 +250,6 @@ def resume_experiment(run_path: Path, *, spec=None, device: Optional[str] = None
     """Continue a run from its checkpoint. A given spec may differ from the run's only in train.epochs."""
     console = console or Console(stderr=True)
     run_dir = RunDir.existing(run_path)
-    from ..spec.io import read_spec_dict
-
     saved = spec_from_dict(read_spec_dict(run_dir.file("spec.json")), f"run spec {run_dir.file('spec.json')}")
     if spec is not None:
         _check_resumable(saved, spec)

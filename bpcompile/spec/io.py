@@ -1,5 +1,6 @@
 """Reading, writing and overriding specs, with errors that name the field."""
 
+import functools
 import json
 from pathlib import Path
 from typing import Any, Iterable
@@ -26,17 +27,19 @@ def format_validation_error(err: ValidationError, source: str) -> str:
 
 def _is_union_tag(part: Any) -> bool:
     # pydantic puts the discriminator's value (e.g. 'dense') in the location path
-    return isinstance(part, str) and part in _UNION_TAGS
+    return isinstance(part, str) and part in _union_tags()
 
 
-_UNION_TAGS = {
-    # layer types, rule names, data names, optimiser/schedule names, init schemes
-    "dense", "locally_connected", "conv2d", "activation", "batch_norm", "flatten", "pool", "global_avg_pool",
-    "residual_block", "resnet", "bp", "fa", "dfa", "sign_symmetry", "weight_mirror", "kolen_pollack", "feedback",
-    "tp", "dtp", "sdtp", "ao_sdtp", "mnist", "fashion_mnist", "cifar10", "imagenet", "synthetic", "adam", "sgd",
-    "constant", "step", "multistep", "cosine", "glorot_uniform", "glorot_normal", "normal", "orthogonal",
-    "kaiming_normal",
-}
+@functools.lru_cache(maxsize=1)
+def _union_tags() -> frozenset:
+    """Every value of a discriminator key ('type', 'name', 'scheme') in the schema, read off the models."""
+    tags = set()
+    for definition in ExperimentSpec.model_json_schema()["$defs"].values():
+        for key in ("type", "name", "scheme"):
+            const = definition.get("properties", {}).get(key, {}).get("const")
+            if isinstance(const, str):
+                tags.add(const)
+    return frozenset(tags)
 
 
 def parse_set_value(text: str) -> Any:
@@ -56,7 +59,7 @@ def apply_overrides(raw: dict, assignments: Iterable[str]) -> dict:
         keys = path.strip().split(".")
         node = raw
         for i, key in enumerate(keys[:-1]):
-            node = _child(node, key, ".".join(keys[: i + 1]), assignment, create=True)
+            node = _child(node, key, ".".join(keys[: i + 1]), assignment)
         last = keys[-1]
         if isinstance(node, list):
             index = _index(node, last, path, assignment)
@@ -66,16 +69,13 @@ def apply_overrides(raw: dict, assignments: Iterable[str]) -> dict:
     return raw
 
 
-def _child(node, key, path, assignment, create):
+def _child(node, key, path, assignment):
+    """The object or list at `key`, created as an empty object if missing (validation judges it later)."""
     if isinstance(node, list):
         return node[_index(node, key, path, assignment)]
     if not isinstance(node, dict):
         raise BpcompileError(f"--set {assignment!r}: `{path}` is not an object or list in the spec.")
-    if key not in node:
-        if not create:
-            raise BpcompileError(f"--set {assignment!r}: the spec has no field `{path}`.")
-        node[key] = {}
-    return node[key]
+    return node.setdefault(key, {})
 
 
 def _index(node: list, key: str, path: str, assignment: str) -> int:

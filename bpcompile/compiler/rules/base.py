@@ -61,6 +61,18 @@ class RewriteContext:
         return placeholders(self.graph, self.signature)[name]
 
 
+class RulePass:
+    """A rule pass: built from its rule spec, `rewrite(ctx, layers)` rewrites the layers it trains."""
+
+    name = "rule"
+
+    def __init__(self, spec):
+        self.spec = spec
+
+    def rewrite(self, ctx: RewriteContext, layers) -> None:
+        raise NotImplementedError
+
+
 class RuleHooks:
     """What a rule does around each training step; the runtime calls these on every rule's hooks.
 

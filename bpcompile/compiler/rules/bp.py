@@ -1,11 +1,10 @@
 """Backpropagation: the identity pass (the traced graph already is BP)."""
 
+from .base import RulePass
 
-class Backprop:
+
+class Backprop(RulePass):
     name = "bp"
-
-    def __init__(self, spec):
-        self.spec = spec
 
     def rewrite(self, ctx, layers) -> None:
         return None

@@ -16,7 +16,7 @@ from ...nn.init import init_tensor
 from ...optim import build_optimizer
 from ..program import META_LAYER, META_ROLE, Slot
 from ..trace import nodes_of
-from .base import RuleHooks
+from .base import RuleHooks, RulePass
 from .fa import FEEDBACK_STREAM
 
 
@@ -27,15 +27,11 @@ def output_error(ctx) -> torch.fx.Node:
     return node.args[0]
 
 
-class DirectFeedbackAlignment:
+class DirectFeedbackAlignment(RulePass):
     name = "dfa"
-
-    def __init__(self, spec):
-        self.spec = spec
 
     def rewrite(self, ctx, layers) -> None:
         self.add_direct_feedback(ctx, layers)
-        ctx.hooks.append(RuleHooks())
 
     def add_direct_feedback(self, ctx, layers) -> dict:
         """Replace each used grad_input node by e @ B; returns {layer: (B, its placeholder)}."""

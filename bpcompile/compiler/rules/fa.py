@@ -7,7 +7,7 @@ changes. B_l is initialised like W_l (rule.feedback_init, default
 network.init) from its own seeded stream."""
 
 from ..trace import nodes_of
-from .base import RuleHooks
+from .base import RuleHooks, RulePass
 
 FEEDBACK_STREAM = 1
 
@@ -32,11 +32,8 @@ def add_feedback_tensors(ctx, rule_name: str, spec, layers) -> dict:
     return created
 
 
-class FeedbackAlignment:
+class FeedbackAlignment(RulePass):
     name = "fa"
-
-    def __init__(self, spec):
-        self.spec = spec
 
     def rewrite(self, ctx, layers) -> None:
         feedback = add_feedback_tensors(ctx, self.name, self.spec, layers)

@@ -9,15 +9,12 @@ W - B therefore shrinks by (1 - weight_decay) every step."""
 
 import torch
 
-from .base import RuleHooks
+from .base import RuleHooks, RulePass
 from .fa import add_feedback_tensors
 
 
-class KolenPollack:
+class KolenPollack(RulePass):
     name = "kolen_pollack"
-
-    def __init__(self, spec):
-        self.spec = spec
 
     def rewrite(self, ctx, layers) -> None:
         feedback = add_feedback_tensors(ctx, self.name, self.spec, layers)

@@ -14,7 +14,7 @@ import torch
 
 from ..program import META_LAYER, META_ROLE
 from ..trace import nodes_of
-from .base import RuleHooks
+from .base import RuleHooks, RulePass
 
 MAGNITUDE_STREAM = 2
 
@@ -23,11 +23,11 @@ def default_scale(variant: str, info) -> float:
     return math.sqrt(2.0 / info.fan_out) if variant == "usf" else 1.0
 
 
-class SignSymmetry:
+class SignSymmetry(RulePass):
     name = "sign_symmetry"
 
     def __init__(self, spec):
-        self.spec = spec
+        super().__init__(spec)
         self.variant = getattr(spec, "variant", "sign")
 
     def rewrite(self, ctx, layers) -> None:

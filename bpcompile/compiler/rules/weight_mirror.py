@@ -17,7 +17,7 @@ from torch.fx.experimental.proxy_tensor import make_fx
 from ...optim import build_optimizer
 from ..lower import lower
 from ..program import META_LAYER, META_ROLE, Signature, Slot
-from .base import RuleHooks
+from .base import RuleHooks, RulePass
 from .fa import add_feedback_tensors
 
 MIRROR_STREAM = 3
@@ -74,11 +74,8 @@ def trace_mirror_graph(layers, params, batch_size: int, device):
     return graph, signature
 
 
-class WeightMirror:
+class WeightMirror(RulePass):
     name = "weight_mirror"
-
-    def __init__(self, spec):
-        self.spec = spec
 
     def rewrite(self, ctx, layers) -> None:
         feedback = add_feedback_tensors(ctx, self.name, self.spec, layers)
