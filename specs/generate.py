@@ -55,6 +55,24 @@ def all_specs() -> dict[str, ExperimentSpec]:
         mirror=MirrorSettings(lr=0.05, noise_sigma=1.0, decay=0.5, batch_size=512, pre_batches=300, batches_per_step=1)))
     # W - B shrinks by (1 - weight_decay) a step: 1e-3 closes most of the initial gap within an epoch of 469 steps
     specs["mnist_fc_kp"] = weight_transport_rule("mnist_fc_kp", KolenPollack(weight_decay=1e-3))
+    specs.update(target_propagation_specs())
+    return specs
+
+
+def target_propagation_specs() -> dict[str, ExperimentSpec]:
+    """Every TP-family row of Table 1 (MNIST and CIFAR-10, FC and LC) and Table 2's ImageNet LC rows.
+    '<data>_<arch>_<rule>' is the alternating schedule ([B] found it the more stable, and the
+    brief's cifar_lc_sdtp is that cell), '<data>_<arch>_<rule>_parallel' the parallel one."""
+    specs = {}
+    for dataset, short in (("mnist", "mnist"), ("cifar10", "cifar")):
+        for arch in ("fc", "lc"):
+            for rule in ("dtp", "sdtp", "ao_sdtp"):
+                for schedule, suffix in (("alternating", ""), ("parallel", "_parallel")):
+                    name = f"{short}_{arch}_{rule}{suffix}"
+                    specs[name] = paper_experiment(dataset, arch, f"{rule}_{schedule}", epochs=100, name=name)
+    for column, name in (("dtp_alternating", "imagenet_lc_dtp"), ("dtp_parallel", "imagenet_lc_dtp_parallel"),
+                         ("sdtp_parallel", "imagenet_lc_sdtp_parallel")):
+        specs[name] = paper_experiment("imagenet", "lc", column, epochs=100, name=name)
     return specs
 
 

@@ -13,8 +13,10 @@ from ..nn import build_network
 from ..spec import data_shapes
 from .lower import lower
 from .program import Program, Rewrite, Signature, Slot
+from ..spec import TARGET_PROPAGATION_RULES
 from .rules import apply_rules, check_implemented
 from .rules.base import RewriteContext
+from .rules.target_propagation import compile_target_propagation
 from .trace import trace_eval_graph, trace_training_graph
 
 __all__ = ["Program", "Rewrite", "Signature", "Slot", "compile_experiment", "input_spec"]
@@ -46,12 +48,20 @@ def compile_experiment(spec, device: torch.device | str = "cpu", prefer: tuple[s
     # the untouched BP program: the reference the alignment metrics compare the rule's updates with
     probe_graph, probe_sig = copy.deepcopy(train_graph), copy.deepcopy(train_sig)
     ctx = RewriteContext(graph=train_graph, signature=train_sig, network=network, spec=spec)
-    apply_rules(ctx, assigned)
-    for graph in (train_graph, eval_graph, probe_graph):
+    schedule = {}
+    if spec.rule.name in TARGET_PROPAGATION_RULES:
+        # target propagation emits its own program (targets, inverses, local losses) instead of rewriting BP's
+        built = compile_target_propagation(ctx)
+        train_graph, train_sig = built["graph"], built["signature"]
+        schedule = dict(phases=built["phases"], schedule=built["schedule"], noise_shapes=built["noise_shapes"])
+    else:
+        apply_rules(ctx, assigned)
+    graphs = [train_graph, eval_graph, probe_graph] + [g for g, _ in schedule.get("phases", {}).values()]
+    for graph in graphs:
         lower(graph, device, prefer)
     return Program(
         train_graph=train_graph, train_signature=train_sig, eval_graph=eval_graph, eval_signature=eval_sig,
         network=network, layer_rules={k: v.name for k, v in assigned.items()}, rule_name=spec.rule.name,
         state=ctx.state, rewrites=ctx.rewrites, device=device, hooks=ctx.hooks, extra_graphs=ctx.extra_graphs,
-        probe_graph=probe_graph, probe_signature=probe_sig,
+        probe_graph=probe_graph, probe_signature=probe_sig, **schedule,
     )

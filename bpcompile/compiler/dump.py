@@ -85,11 +85,19 @@ def dump_text(program: Program, stage: str = "all") -> str:
         + ", ".join(f"{k}={v}" for k, v in program.layer_rules.items()),
         f"# {len(program.rewrites)} node(s) rewritten by the rule; device {program.device}",
     ]
+    if program.phases:
+        header.append("# schedule: epochs take turns running " + ", then ".join(
+            f"the {name!r} part ({', '.join(sorted({s.kind for s in sig.outputs} - {'loss', 'logits'}))})"
+            for name, (_, sig) in ((n, program.phases[n]) for n in program.schedule))
+            + " of the program below")
+    backward_title = "backward:"
+    if any(s.kind == "target" for s in program.train_signature.outputs):
+        backward_title = "backward (targets, inverse passes, local and inverse losses, updates):"
     out = header + [""] + _inputs(program) + [""]
     if stage in ("forward", "all"):
         out += ["forward:"] + [_line(n) for n in body if n in forward] + [""]
     if stage in ("backward", "all"):
-        out += ["backward:"] + [_line(n) for n in body if n not in forward] + [""]
+        out += [backward_title] + [_line(n) for n in body if n not in forward] + [""]
     out += _outputs(program)
     if stage in ("backward", "all"):
         for name, (graph, signature) in program.extra_graphs.items():

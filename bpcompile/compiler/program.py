@@ -20,7 +20,8 @@ META_REWRITE = "bpcompile_rewrite"  # what a rule pass changed, in words
 
 @dataclass(frozen=True)
 class Slot:
-    kind: str   # inputs: param, buffer, state, input, target; outputs: loss, logits, grad, state_grad
+    kind: str   # inputs: param, buffer, state, noise, input, target
+                # outputs: loss, logits, grad, state_grad; target propagation adds target, local_loss, inverse_loss
     name: str   # e.g. 'fc1.weight', 'fc1.feedback', 'x'
 
 
@@ -67,9 +68,19 @@ class Program:
     extra_graphs: dict = field(default_factory=dict)      # e.g. 'mirror' -> (GraphModule, Signature)
     probe_graph: Optional[GraphModule] = None             # the BP training graph, for alignment metrics
     probe_signature: Optional[Signature] = None
+    # the schedule: which graph trains in epoch e is phases[schedule[e % len(schedule)]]; the default
+    # single phase 'train' is train_graph (target propagation's alternating schedule has two)
+    phases: dict = field(default_factory=dict)            # phase name -> (GraphModule, Signature)
+    schedule: list = field(default_factory=lambda: ["train"])
+    noise_shapes: dict = field(default_factory=dict)      # 'noise' input name -> per-example shape
 
-    def graph_inputs(self, signature: Signature, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> list:
-        """The flat input list of a graph, in its signature's order."""
+    def phase(self, name: str) -> tuple[GraphModule, Signature]:
+        return self.phases.get(name, (self.train_graph, self.train_signature))
+
+    def graph_inputs(self, signature: Signature, x: torch.Tensor, y: Optional[torch.Tensor] = None,
+                     noise=None) -> list:
+        """The flat input list of a graph, in its signature's order. noise(name, shape) draws a 'noise'
+        input of the given full shape; without it noise inputs are zeros (the metrics' clean pass)."""
         params = dict(self.network.named_parameters())
         buffers = dict(self.network.named_buffers())
         values = []
@@ -84,4 +95,7 @@ class Program:
                 values.append(x)
             elif slot.kind == "target":
                 values.append(y)
+            elif slot.kind == "noise":
+                shape = (x.shape[0], *self.noise_shapes[slot.name])
+                values.append(noise(slot.name, shape) if noise else torch.zeros(shape, device=x.device, dtype=x.dtype))
         return values

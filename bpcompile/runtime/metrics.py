@@ -6,7 +6,10 @@
   from the task loss under every gradient rule).
 * feedback_angle / feedback_norm_ratio: for layers whose feedback tensor has
   W's layout (FA, sign symmetry, weight mirror, Kolen-Pollack), the angle
-  between W^T and B and ||B|| / ||W||."""
+  between W^T and B and ||B|| / ||W||.
+* inverse_error: for target-propagation layers with a learned inverse g, the
+  reconstruction error mean ||g(f(h)) - h||^2 per unit of h (no noise), where
+  h is the layer's input activity."""
 
 import math
 
@@ -25,15 +28,16 @@ class AlignmentProbe:
     def __init__(self, program, x: torch.Tensor, y: torch.Tensor):
         self.program, self.x, self.y = program, x, y
 
-    def _grads(self, graph, signature) -> dict:
+    def _outputs(self, graph, signature, kind: str) -> dict:
         with torch.no_grad():
-            outputs = graph(*self.program.graph_inputs(signature, self.x, self.y))
-        return {s.name: outputs[i] for i, s in enumerate(signature.outputs) if s.kind == "grad"}
+            outputs = graph(*self.program.graph_inputs(signature, self.x, self.y))   # noise inputs: zeros
+        return {s.name: outputs[i] for i, s in enumerate(signature.outputs) if s.kind == kind}
 
     def measure(self) -> dict:
         program = self.program
-        rule = self._grads(program.train_graph, program.train_signature)
-        true = self._grads(program.probe_graph, program.probe_signature)
+        rule = self._outputs(program.train_graph, program.train_signature, "grad")
+        true = self._outputs(program.probe_graph, program.probe_signature, "grad")
+        reconstruction = self._outputs(program.train_graph, program.train_signature, "inverse_loss")
         params = dict(program.network.named_parameters())
         feedback = {}
         for hook in program.hooks:
@@ -49,6 +53,8 @@ class AlignmentProbe:
             if b is not None and b.shape == w.shape:
                 entry["feedback_angle"] = angle_degrees(w, b)
                 entry["feedback_norm_ratio"] = float(b.norm() / w.norm())
+            if info.name in reconstruction:
+                entry["inverse_error"] = float(reconstruction[info.name]) / math.prod(info.in_shape)
             if entry:
                 layers[info.name] = entry
         return layers

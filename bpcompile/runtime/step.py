@@ -4,30 +4,45 @@ import torch
 
 from ..nn.losses import task_loss
 
+NOISE_STREAM = 7                                        # seed stream of the rule's noise inputs
+EXTRA_OUTPUTS = ("target", "local_loss", "inverse_loss")  # outputs kept after a step for checks and logs
+
 
 class CompiledStep:
-    """Runs the training graph on a batch and hands each parameter its update
-    direction in `.grad` (whatever the rule computed), ready for the optimiser."""
+    """Runs one training graph on a batch and hands each parameter its update direction in `.grad`
+    (whatever the rule computed), ready for the optimiser. Parameters and learned rule state that
+    this graph does not update get `.grad = None`, so their optimisers skip them (the alternating
+    schedule's inverse and forward phases)."""
 
-    def __init__(self, program):
-        sig = program.train_signature
-        if [s.kind for s in sig.inputs[-2:]] != ["input", "target"]:
-            raise RuntimeError("training graph inputs must end with the batch (x, y)")
-        self.graph = program.train_graph
-        self.static = program.graph_inputs(sig, None, None)[:-2]   # params, buffers, rule state: same objects every step
+    def __init__(self, program, graph, signature):
+        self.program, self.graph, self.signature = program, graph, signature
+        self.static = program.graph_inputs(signature, torch.empty(0), None)   # x, y, noise filled per call
+        self.dynamic = [(i, s) for i, s in enumerate(signature.inputs) if s.kind in ("input", "target", "noise")]
         params = dict(program.network.named_parameters())
-        self.grad_outputs = [(i, params[s.name]) for i, s in enumerate(sig.outputs) if s.kind == "grad"]
-        # gradients of learned rule state (e.g. direct Kolen-Pollack's B): the rule's hooks step them
-        self.grad_outputs += [(i, program.state[s.name]) for i, s in enumerate(sig.outputs) if s.kind == "state_grad"]
-        self.loss_index = sig.output_index("loss")
-        self.logits_index = sig.output_index("logits")
+        self.grad_outputs = [(i, params[s.name]) for i, s in enumerate(signature.outputs) if s.kind == "grad"]
+        # gradients of learned rule state (direct Kolen-Pollack's B, target propagation's inverses):
+        # the rule's hooks step them
+        self.grad_outputs += [(i, program.state[s.name]) for i, s in enumerate(signature.outputs) if s.kind == "state_grad"]
+        self.trained = list(params.values()) + list(program.state.values())
+        self.loss_index = signature.output_index("loss")
+        self.logits_index = signature.output_index("logits")
 
-    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, noise=None) -> tuple:
+        inputs = list(self.static)
+        for i, slot in self.dynamic:
+            if slot.kind == "input":
+                inputs[i] = x
+            elif slot.kind == "target":
+                inputs[i] = y
+            else:
+                inputs[i] = noise(slot.name, (x.shape[0], *self.program.noise_shapes[slot.name]))
         with torch.no_grad():
-            outputs = self.graph(*self.static, x, y)
+            outputs = self.graph(*inputs)
+        for tensor in self.trained:
+            tensor.grad = None
         for i, tensor in self.grad_outputs:
             tensor.grad = outputs[i]
-        return outputs[self.loss_index], outputs[self.logits_index]
+        return outputs
 
 
 class CompiledEval:
@@ -54,14 +69,28 @@ class CompiledEval:
 
 
 class RuleStep:
-    """One training step as the rule defines it: before-step hooks, the compiled graph, the forward
-    optimiser, after-step hooks (Kolen-Pollack's paired update, weight mirror's mirror batches, ...)."""
+    """One training step as the rule defines it: before-step hooks, the compiled graph of the current
+    phase, the forward optimiser, after-step hooks (Kolen-Pollack's paired update, weight mirror's
+    mirror batches, target propagation's inverse optimiser, ...). `begin_epoch` picks the phase of
+    the program's schedule; noise inputs come from the step's own seeded generator."""
 
-    def __init__(self, program, optimizer):
+    def __init__(self, program, optimizer, seed: int = 0):
         self.program, self.optimizer = program, optimizer
-        self.compiled = CompiledStep(program)
+        names = sorted(set(program.schedule))
+        self.compiled = {name: CompiledStep(program, *program.phase(name)) for name in names}
+        self.phase = program.schedule[0]
         self.hooks = program.hooks
         self.count = 0
+        self.last_outputs: dict = {}       # the last step's extra outputs (targets, losses), by (kind, name)
+        self.generator = torch.Generator(device=program.device).manual_seed(seed * 1_000_003 + NOISE_STREAM)
+
+    def begin_epoch(self, epoch: int) -> str:
+        """Select the phase that trains in `epoch` (0-based); returns its name."""
+        self.phase = self.program.schedule[epoch % len(self.program.schedule)]
+        return self.phase
+
+    def noise(self, name: str, shape: tuple) -> torch.Tensor:
+        return torch.randn(shape, generator=self.generator, device=self.program.device)
 
     def start(self) -> None:
         """Before the first step of a fresh run (weight mirror's initial mirror phase)."""
@@ -71,17 +100,31 @@ class RuleStep:
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         for hook in self.hooks:
             hook.before_step(self)
-        loss, logits = self.compiled(x, y)
+        compiled = self.compiled[self.phase]
+        outputs = compiled(x, y, self.noise)
         self.optimizer.step()
+        self.last_outputs = {(s.kind, s.name): outputs[i] for i, s in enumerate(compiled.signature.outputs)
+                             if s.kind in EXTRA_OUTPUTS}
         for hook in self.hooks:
             hook.after_step(self)
         self.count += 1
-        return loss, logits
+        return outputs[compiled.loss_index], outputs[compiled.logits_index]
+
+    def check(self) -> str | None:
+        """A rule's divergence check beyond the loss (e.g. exploding targets): a message, or None."""
+        for hook in self.hooks:
+            problem = hook.check(self)
+            if problem:
+                return problem
+        return None
 
     def state_dict(self) -> dict:
-        return {"count": self.count, "hooks": [hook.state_dict() for hook in self.hooks]}
+        return {"count": self.count, "hooks": [hook.state_dict() for hook in self.hooks],
+                "noise_generator": self.generator.get_state()}
 
     def load_state_dict(self, state: dict) -> None:
         self.count = state["count"]
         for hook, hook_state in zip(self.hooks, state["hooks"]):
             hook.load_state_dict(hook_state)
+        if "noise_generator" in state:
+            self.generator.set_state(state["noise_generator"])

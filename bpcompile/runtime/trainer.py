@@ -53,7 +53,7 @@ class Trainer:
             )
         self.evaluate = CompiledEval(self.program, spec.loss)
         self.optimizer = build_optimizer(spec.optimizer, self.program.network.parameters())
-        self.step = RuleStep(self.program, self.optimizer)
+        self.step = RuleStep(self.program, self.optimizer, spec.train.seed)
         self.scheduler = build_scheduler(spec.optimizer, self.optimizer, spec.train.epochs)
         data, seed = spec.data, spec.train.seed
         common = dict(device=device, mean=splits.mean, std=splits.std, normalize=data.normalize,
@@ -122,15 +122,25 @@ class Trainer:
             console=self.console, transient=True, disable=not (self.show_progress and self.console.is_terminal),
         )
 
-    def _diverged(self, step: int, loss: float) -> TrainingDiverged:
+    def _diverged(self, step: int, what: str) -> TrainingDiverged:
         where = str(self.run_dir.path) if self.run_dir else "(no run directory)"
         kept = (f"the last good checkpoint (epoch {self.last_checkpoint_epoch}) is kept in {where}"
                 if self.last_checkpoint_epoch else "no checkpoint had been written yet")
         self._write_summary("diverged")
         return TrainingDiverged(
-            f"training diverged in epoch {self.epoch + 1}, by step {step}: the loss is {loss}; {kept}. Lower "
+            f"training diverged in epoch {self.epoch + 1}, by step {step}: {what}; {kept}. Lower "
             f"optimizer.lr or check the rule's settings."
         )
+
+    def _check(self, step: int, loss_sum: torch.Tensor, count: int) -> float:
+        """The divergence check: a finite mean loss and whatever the rule checks (exploding targets)."""
+        mean = float(loss_sum) / max(count, 1)
+        if not math.isfinite(mean):
+            raise self._diverged(step, f"the loss is {mean}")
+        problem = self.step.check()
+        if problem:
+            raise self._diverged(step, problem)
+        return mean
 
     def train_epoch(self) -> dict:
         epoch = self.epoch
@@ -138,25 +148,24 @@ class Trainer:
         loss_sum = torch.zeros((), device=self.device)
         errors = torch.zeros((), dtype=torch.long, device=self.device)
         count = 0
+        phase = self.step.begin_epoch(epoch)
+        label = f"epoch {epoch + 1}/{self.spec.train.epochs}" + (f" ({phase})" if phase != "train" else "")
         with self._progress() as bar:
-            task = bar.add_task(f"epoch {epoch + 1}/{self.spec.train.epochs}", total=len(self.train_loader), loss="-")
+            task = bar.add_task(label, total=len(self.train_loader), loss="-")
             for step, (x, y) in enumerate(self.train_loader.epoch(epoch), start=1):
                 loss, logits = self.step(x, y)
                 loss_sum += loss.detach() * len(y)
                 errors += (logits.argmax(1) != y).sum()
                 count += len(y)
                 if step % FINITE_CHECK_EVERY == 0:
-                    mean = float(loss_sum) / count
-                    if not math.isfinite(mean):
-                        raise self._diverged(step, mean)
-                    bar.update(task, loss=f"{mean:.4f}")
+                    bar.update(task, loss=f"{self._check(step, loss_sum, count):.4f}")
                 bar.advance(task)
-        train_loss = float(loss_sum) / max(count, 1)
-        if not math.isfinite(train_loss):
-            raise self._diverged(len(self.train_loader), train_loss)
+        train_loss = self._check(len(self.train_loader), loss_sum, count)
         self.scheduler.step()
         row = {"epoch": epoch + 1, "train_loss": train_loss, "train_error": 100.0 * float(errors) / max(count, 1),
                "lr": self.optimizer.param_groups[0]["lr"], "train_seconds": time.perf_counter() - started}
+        if phase != "train":
+            row["phase"] = phase
         return row
 
     def start(self) -> None:
@@ -297,7 +306,7 @@ def dry_run(spec, steps: int, *, device: Optional[str] = None, console: Optional
     program = compile_experiment(spec, torch_device)
     compile_seconds = time.perf_counter() - started
     optimizer = build_optimizer(spec.optimizer, program.network.parameters())
-    step = RuleStep(program, optimizer)
+    step = RuleStep(program, optimizer, spec.train.seed)
     step.start()
     shape, classes = data_shapes(spec.data)
     generator = torch.Generator().manual_seed(spec.train.seed)
@@ -308,10 +317,12 @@ def dry_run(spec, steps: int, *, device: Optional[str] = None, console: Optional
         x, y = random_batch(shape, classes, spec.data.batch_size, generator)
         x, y = x.to(torch_device), y.to(torch_device)
         t = time.perf_counter()
+        phase = step.begin_epoch(i)   # an alternating schedule's phases take turns, one step each
         loss, _ = step(x, y)
         loss = float(loss)
         if not math.isfinite(loss):
             raise TrainingDiverged(f"dry run diverged at step {i + 1}: the loss is {loss}.")
         losses.append(loss)
-        console.print(f"  step {i + 1}: loss {loss:.4f}  ({(time.perf_counter() - t) * 1e3:.1f} ms)")
+        where = f" [{phase}]" if phase != "train" else ""
+        console.print(f"  step {i + 1}{where}: loss {loss:.4f}  ({(time.perf_counter() - t) * 1e3:.1f} ms)")
     return losses

@@ -13,6 +13,7 @@ from .dfa import DirectFeedbackAlignment, DirectKolenPollack
 from .fa import FeedbackAlignment
 from .kolen_pollack import KolenPollack
 from .sign_symmetry import SignSymmetry
+from .target_propagation import check_target_propagation
 from .weight_mirror import WeightMirror
 
 
@@ -75,10 +76,8 @@ def layer_rules(spec, network) -> dict[str, object]:
 def check_implemented(spec, network) -> dict[str, object]:
     """Fail early, naming the rule and layer, for anything not built yet."""
     if spec.rule.name in TARGET_PROPAGATION_RULES:
-        raise NotImplementedYet(
-            f"rule.name={spec.rule.name!r}: the target-propagation rules (tp, dtp, sdtp, ao_sdtp) are not implemented "
-            f"yet; the spec is valid, but it cannot be compiled until they are."
-        )
+        check_target_propagation(spec, network)
+        return {info.name: spec.rule for info in network.layer_table}
     assigned = layer_rules(spec, network)
     for layer, rule in assigned.items():
         parts = parts_of(rule)

@@ -88,6 +88,10 @@ class RuleHooks:
     def after_step(self, run) -> None:
         """After the forward optimiser has stepped."""
 
+    def check(self, run) -> str | None:
+        """Every few steps: a message if the rule's state has diverged (the loss is checked anyway)."""
+        return None
+
     def feedback_tensors(self) -> dict:
         """layer -> the tensor standing in for W (W's layout) now, for the alignment metrics."""
         return {}

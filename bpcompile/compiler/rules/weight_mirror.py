@@ -14,6 +14,7 @@ batches before training and mirror.batches_per_step after every step."""
 import torch
 from torch.fx.experimental.proxy_tensor import make_fx
 
+from ...nn.ops.maps import linear_map, outer
 from ...optim import build_optimizer
 from ..lower import lower
 from ..program import META_LAYER, META_ROLE, Signature, Slot
@@ -21,26 +22,6 @@ from .base import RuleHooks, RulePass
 from .fa import add_feedback_tensors
 
 MIRROR_STREAM = 3
-
-
-def linear_map(info, x, weight):
-    """The layer's linear map y = W x (no bias), through its custom forward op."""
-    g = info.geometry
-    if info.type == "dense":
-        return torch.ops.bpcompile.dense(x, weight, None)
-    if info.type == "locally_connected":
-        return torch.ops.bpcompile.locally_connected(x, weight, None, g["kernel"], g["stride"], g["padding"])
-    return torch.ops.bpcompile.conv2d(x, weight, None, g["stride"], g["padding"])
-
-
-def outer(info, y, x):
-    """sum over the batch of y x^T in W's layout: the layer's weight-gradient op on (y, x)."""
-    g = info.geometry
-    if info.type == "dense":
-        return torch.ops.bpcompile.dense_grad_weight(y, x)
-    if info.type == "locally_connected":
-        return torch.ops.bpcompile.locally_connected_grad_weight(y, x, g["kernel"], g["stride"], g["padding"])
-    return torch.ops.bpcompile.conv2d_grad_weight(y, x, g["kernel"], g["stride"], g["padding"])
 
 
 def trace_mirror_graph(layers, params, batch_size: int, device):

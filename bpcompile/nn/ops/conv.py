@@ -85,4 +85,23 @@ def _backward(ctx, grad_out):
 
 conv2d.register_autograd(_backward, setup_context=_setup)
 
+
+# grad_input is also the conv's transposed map (a transposed convolution): dL/dh = conv(dy; V),
+# dL/dV = grad_weight(h, dy)
+def _setup_transpose(ctx, inputs, output):
+    h, weight, _, _, stride, padding = inputs
+    ctx.save_for_backward(h, weight)
+    ctx.geometry = (weight.shape[2], stride, padding)
+
+
+def _backward_transpose(ctx, grad_out):
+    h, weight = ctx.saved_tensors
+    kernel, stride, padding = ctx.geometry
+    grad_h = conv2d(grad_out, weight, None, stride, padding) if ctx.needs_input_grad[0] else None
+    grad_w = conv2d_grad_weight(h, grad_out, kernel, stride, padding) if ctx.needs_input_grad[1] else None
+    return grad_h, grad_w, None, None, None, None
+
+
+conv2d_grad_input.register_autograd(_backward_transpose, setup_context=_setup_transpose)
+
 FAMILY = register_family("conv2d", "conv2d", conv2d_reference, conv2d_grad_input_reference, conv2d_grad_weight_reference)

@@ -67,4 +67,20 @@ def _backward(ctx, grad_out):
 
 dense.register_autograd(_backward, setup_context=_setup)
 
+
+# grad_input is also a layer's transposed map (target propagation's inverses): y = h V, so
+# dL/dh = dy V^T (the forward op) and dL/dV = h^T dy (the weight-gradient op)
+def _setup_transpose(ctx, inputs, output):
+    ctx.save_for_backward(*inputs)
+
+
+def _backward_transpose(ctx, grad_out):
+    h, weight = ctx.saved_tensors
+    grad_h = dense(grad_out, weight, None) if ctx.needs_input_grad[0] else None
+    grad_w = dense_grad_weight(h, grad_out) if ctx.needs_input_grad[1] else None
+    return grad_h, grad_w
+
+
+dense_grad_input.register_autograd(_backward_transpose, setup_context=_setup_transpose)
+
 FAMILY = register_family("dense", "dense", dense_reference, dense_grad_input_reference, dense_grad_weight_reference)

@@ -145,4 +145,23 @@ def _backward(ctx, grad_out):
 
 locally_connected.register_autograd(_backward, setup_context=_setup)
 
+
+# grad_input is also the LC layer's transposed map (target propagation's inverses have W^T's
+# connectivity): <T(h; V), dy> = <h, lc(dy; V)>, so dL/dh = lc(dy; V) and dL/dV = grad_weight(h, dy)
+def _setup_transpose(ctx, inputs, output):
+    h, weight, _, _, kernel, stride, padding = inputs
+    ctx.save_for_backward(h, weight)
+    ctx.geometry = (kernel, stride, padding)
+
+
+def _backward_transpose(ctx, grad_out):
+    h, weight = ctx.saved_tensors
+    kernel, stride, padding = ctx.geometry
+    grad_h = locally_connected(grad_out, weight, None, kernel, stride, padding) if ctx.needs_input_grad[0] else None
+    grad_w = locally_connected_grad_weight(h, grad_out, kernel, stride, padding) if ctx.needs_input_grad[1] else None
+    return grad_h, grad_w, None, None, None, None, None
+
+
+locally_connected_grad_input.register_autograd(_backward_transpose, setup_context=_setup_transpose)
+
 FAMILY = register_family("locally_connected", "locally_connected", lc_forward_reference, lc_grad_input_reference, lc_grad_weight_reference)
