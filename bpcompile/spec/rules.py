@@ -126,9 +126,10 @@ GradientRuleSpec = Annotated[
 
 class _TargetPropagation(SpecModel):
     schedule: Literal["parallel", "alternating"] = Field(
-        "parallel", description="'parallel': forward and inverse losses every step; 'alternating': an epoch of each in turn."
+        "parallel", description="'parallel': forward and inverse losses every step; 'alternating': an epoch of inverse "
+        "training, then an epoch of forward training, in turn (train.epochs counts both kinds)."
     )
-    noise_sigma: float = Field(0.1, gt=0, description="Std of the noise in the inverse loss.")
+    noise_sigma: float = Field(0.1, gt=0, description="Std of the noise added to h_{l-1} in the inverse loss.")
     inverse_optimizer: OptimizerSpec = Field(default_factory=Adam)
     inverse_init: Optional[InitSpec] = Field(None, description="Initialisation of the inverses V_l; default: network.init.")
 
@@ -156,7 +157,8 @@ class SDTP(_TargetPropagation):
 
 class AOSDTP(_TargetPropagation):
     """Auxiliary-output SDTP (Bartunov et al. Algorithm 2): the output layer is
-    widened by aux_units random, never-trained units."""
+    widened by aux_units random, never-trained linear units z = W_aux h_{L-1}; the
+    loss uses the class units only, and the top inverse reads [softmax(o), z]."""
 
     name: Literal["ao_sdtp"] = "ao_sdtp"
     aux_units: int = Field(512, gt=0)
