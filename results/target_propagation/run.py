@@ -70,7 +70,9 @@ def report() -> str:
              "forward and the inverse parameters), float32, seed 0. Under the alternating schedule odd epochs train "
              "only the inverses and even epochs only the forward weights, so a run of N epochs has N/2 forward "
              "epochs. The paper's numbers are the best test error within 500 epochs of a 60-configuration search; "
-             "ours are single runs of a few epochs on a 2-core CPU, so compare the trend, not the digits.", "",
+             "ours are single runs of a few epochs on a 2-core CPU, so compare the trend, not the digits. "
+             "s/epoch is the wall time per epoch with evaluation; mnist_lc_dtp_parallel's first epoch shared the two "
+             "cores with a test run, which inflates its mean (its second epoch took 90 s).", "",
              "| spec | rule | schedule | epochs (forward) | test error % | best test % | train error % (running) | "
              "paper train / test % | s/epoch | status |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
