@@ -127,9 +127,8 @@ class TargetPropagationStep:
         self.rule, self.blocks, self.flatten_input, self.loss_name = rule, blocks, flatten_input, loss_name
         top = len(blocks) - 1
         # SDTP and AO-SDTP need g_L to carry the label target down; TP and DTP start from a gradient step
-        first = 1
         last = top if rule.name in ("sdtp", "ao_sdtp") else top - 1
-        self.inverted = list(range(first, last + 1))          # block indices with an inverse
+        self.inverted = list(range(1, last + 1))              # block indices with an inverse
         self.params = [n for n, _ in network.named_parameters()]
         self.inverse_state = []
         for j in self.inverted:
@@ -358,7 +357,7 @@ def compile_target_propagation(ctx) -> dict:
         schedule = ["inverse", "forward"]
     inverse_params = [ctx.state[n] for n in step.inverse_state]
     if inverse_params:
-        ctx.hooks.append(InverseHooks(build_optimizer(rule.inverse_optimizer, inverse_params), step))
+        ctx.hooks.append(InverseHooks(build_optimizer(rule.inverse_optimizer, inverse_params)))
     noise_shapes = {f"noise:{blocks[j].info.name}": tuple(blocks[j].info.in_shape) for j in step.inverted}
     for j in step.inverted:
         info = blocks[j].info
@@ -370,8 +369,8 @@ def compile_target_propagation(ctx) -> dict:
 class InverseHooks(RuleHooks):
     """Steps the inverses' optimiser after every step that computed their gradients; checks targets."""
 
-    def __init__(self, optimizer, step: TargetPropagationStep):
-        self.optimizer, self.step = optimizer, step
+    def __init__(self, optimizer):
+        self.optimizer = optimizer
 
     def after_step(self, run) -> None:
         if any(p.grad is not None for group in self.optimizer.param_groups for p in group["params"]):
