@@ -3,7 +3,8 @@
     python specs/generate.py            # rewrites specs/*.json
     python specs/generate.py --check    # exits 1 if a shipped spec differs from what this script makes
 
-Bartunov et al.'s cells come from bpcompile.spec.paper (Table 3 nets, Table 5 settings)."""
+Bartunov et al.'s cells come from bpcompile.spec.paper (Table 3 nets, Table 5 settings), Akrout et
+al.'s ResNets from bpcompile.spec.akrout."""
 
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from bpcompile.spec import (
     FA, MNIST, Activation, Adam, Dense, ExperimentSpec, Flatten, KolenPollack, MirrorSettings, NetworkSpec, SignSymmetry,
     TrainSpec, WeightMirror, spec_to_json,
 )
+from bpcompile.spec.akrout import RULES as RESNET_RULES, resnet_experiment
 from bpcompile.spec.paper import paper_experiment
 
 HERE = Path(__file__).parent
@@ -56,6 +58,17 @@ def all_specs() -> dict[str, ExperimentSpec]:
     # W - B shrinks by (1 - weight_decay) a step: 1e-3 closes most of the initial gap within an epoch of 469 steps
     specs["mnist_fc_kp"] = weight_transport_rule("mnist_fc_kp", KolenPollack(weight_decay=1e-3))
     specs.update(target_propagation_specs())
+    specs.update(resnet_specs())
+    return specs
+
+
+def resnet_specs() -> dict[str, ExperimentSpec]:
+    """Akrout et al.'s ResNets under each weight-transport rule: ImageNet ResNet-18 / ResNet-50, CIFAR-10 ResNet-18."""
+    specs = {}
+    for dataset, depth in (("imagenet", 18), ("imagenet", 50), ("cifar10", 18)):
+        for rule in RESNET_RULES:
+            spec = resnet_experiment(dataset, depth, rule)
+            specs[spec.name] = spec
     return specs
 
 

@@ -17,8 +17,8 @@ import torch
 from bpcompile.data import BatchLoader, DataSplits, load_dataset, random_batch
 from bpcompile.data import cifar, download, mnist
 from bpcompile.data.idx import read_idx, write_idx
-from bpcompile.errors import BpcompileError, NotImplementedYet
-from bpcompile.spec import CIFAR10, MNIST, FashionMNIST, ImageNet, Synthetic
+from bpcompile.errors import BpcompileError
+from bpcompile.spec import CIFAR10, MNIST, FashionMNIST, Synthetic
 
 IDX_NAMES = mnist.IDX_FILES
 DEFAULT_FASHION_DIRS = list(mnist.FASHION_SYSTEM_DIRS)  # before the fixture patches it away
@@ -255,11 +255,6 @@ def test_fashion_download(tmp_path, monkeypatch):
     monkeypatch.setattr(mnist, "FASHION_MD5", md5s)
     s = load_dataset(FashionMNIST())
     assert loaded_marker(s) == 11 and (cache(tmp_path) / "fashion_mnist" / "t10k-images-idx3-ubyte.gz").is_file()
-
-
-def test_imagenet_not_implemented():
-    with pytest.raises(NotImplementedYet, match="data.name='imagenet'"):
-        load_dataset(ImageNet())
 
 
 # ---------------------------------------------------------------- embedded subset

@@ -47,6 +47,16 @@ def fan_out(layer, weight):
     return weight.shape[0] * weight.shape[2] * weight.shape[3]
 
 
+def conv_samples(layer, weight, x):
+    """Per kernel offset of a shared conv weight, the output positions where it lands inside the input
+    (unfold of an all-ones input); 1 for dense and LC weights, which no two positions share."""
+    if layer[0] != "conv":
+        return 1
+    _, _, stride, padding = layer
+    cols = torch.nn.functional.unfold(torch.ones(1, *x.shape[1:]), weight.shape[2], padding=padding, stride=stride)
+    return cols.sum(-1).reshape(1, *weight.shape[1:])
+
+
 def assert_close_all(actual: dict, expected: dict):
     for name, value in expected.items():
         assert rel_error(actual[name], value) <= TOL, name
@@ -160,7 +170,8 @@ def test_weight_mirror_mirror_phases_and_step_equal_plain_equations(kind):
         out = {}
         for layer, noise in zip(mirrored, batch_noise):
             w, b = weights[f"{layer[1]}.weight"], feedback[layer[1]]
-            direction = outer_in_weight_layout(layer, linear_map(layer, w, noise), noise, w.shape) / noise.shape[0]
+            direction = outer_in_weight_layout(layer, linear_map(layer, w, noise), noise, w.shape)
+            direction = direction / (noise.shape[0] * conv_samples(layer, w, noise))
             out[layer[1]] = b + settings.lr * (direction - settings.decay * b)
         return out
 

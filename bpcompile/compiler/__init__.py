@@ -12,6 +12,7 @@ from ..errors import BpcompileError, NotImplementedYet
 from ..nn import build_network
 from ..spec import data_shapes
 from .lower import lower
+from .precision import trace_context
 from .program import Program, Rewrite, Signature, Slot
 from ..spec import TARGET_PROPAGATION_RULES
 from .rules import apply_rules, check_implemented
@@ -37,19 +38,25 @@ def input_spec(spec) -> tuple[tuple[int, ...], int]:
 def compile_experiment(spec, device: torch.device | str = "cpu", prefer: tuple[str, ...] | None = None) -> Program:
     """prefer: implementation order for lowering, e.g. ('triton', 'reference'); default: by device."""
     device = torch.device(device)
-    if spec.train.precision == "bf16":
-        raise NotImplementedYet("train.precision='bf16' is not implemented yet; use 'fp32' or 'tf32'.")
+    train = spec.train
+    target_propagation = spec.rule.name in TARGET_PROPAGATION_RULES
+    if target_propagation and (train.precision == "bf16" or train.channels_last):
+        raise NotImplementedYet(
+            f"train.precision='bf16' and train.channels_last are built for the gradient-family rules; rule "
+            f"{spec.rule.name!r} (target propagation) runs in fp32 or tf32 with the default memory format for now."
+        )
     input_shape, classes = input_spec(spec)
-    network = build_network(spec.network, input_shape, classes, spec.train.seed)
+    network = build_network(spec.network, input_shape, classes, train.seed)
     assigned = check_implemented(spec, network)
     network.to(device)
-    train_graph, train_sig = trace_training_graph(network, spec.loss)
-    eval_graph, eval_sig = trace_eval_graph(network)
+    with trace_context(train.precision, device):
+        train_graph, train_sig = trace_training_graph(network, spec.loss, train.channels_last)
+        eval_graph, eval_sig = trace_eval_graph(network, train.channels_last)
     # the untouched BP program: the reference the alignment metrics compare the rule's updates with
     probe_graph, probe_sig = copy.deepcopy(train_graph), copy.deepcopy(train_sig)
     ctx = RewriteContext(graph=train_graph, signature=train_sig, network=network, spec=spec)
     schedule = {}
-    if spec.rule.name in TARGET_PROPAGATION_RULES:
+    if target_propagation:
         # target propagation emits its own program (targets, inverses, local losses) instead of rewriting BP's
         built = compile_target_propagation(ctx)
         train_graph, train_sig = built["graph"], built["signature"]

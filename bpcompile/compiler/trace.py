@@ -14,6 +14,7 @@ from torch.func import functional_call
 
 from ..nn.losses import task_loss
 from ..nn.ops import WEIGHT_ARG, role_of
+from .precision import to_channels_last
 from .program import META_LAYER, META_OP, META_ROLE, Signature, Slot
 
 
@@ -53,14 +54,17 @@ def _flat_state(network):
     return names, buffer_names, params, buffers, unflatten
 
 
-def trace_training_graph(network, loss_name: str) -> tuple[GraphModule, Signature]:
-    """Joint forward + backward of one BP step: (params, buffers, x, y) -> (loss, logits, grads)."""
+def trace_training_graph(network, loss_name: str, channels_last: bool = False) -> tuple[GraphModule, Signature]:
+    """Joint forward + backward of one BP step: (params, buffers, x, y) -> (loss, logits, grads).
+    channels_last: the image batch is made NHWC at the top of the graph."""
     names, buffer_names, params, buffers, unflatten = _flat_state(network)
 
     def step(*flat):
         state = unflatten(flat)
         p = {n: state[n] for n in names}
         x, y = flat[-2], flat[-1]
+        if channels_last:
+            x = to_channels_last(x)
         logits = functional_call(network, state, (x,))
         loss = task_loss(loss_name, logits, y)
         grads = torch.autograd.grad(loss, list(p.values()))
@@ -79,12 +83,13 @@ def trace_training_graph(network, loss_name: str) -> tuple[GraphModule, Signatur
     return graph, signature
 
 
-def trace_eval_graph(network) -> tuple[GraphModule, Signature]:
+def trace_eval_graph(network, channels_last: bool = False) -> tuple[GraphModule, Signature]:
     """Forward pass in evaluation mode: (params, buffers, x) -> logits."""
     names, buffer_names, params, buffers, unflatten = _flat_state(network)
 
     def forward(*flat):
-        return (functional_call(network, unflatten(flat), (flat[-1],)),)
+        x = to_channels_last(flat[-1]) if channels_last else flat[-1]
+        return (functional_call(network, unflatten(flat), (x,)),)
 
     network.eval()
     with torch.no_grad():
@@ -124,6 +129,14 @@ def placeholders(graph: GraphModule, signature: Signature) -> dict[str, torch.fx
     return {slot.name: node for slot, node in zip(signature.inputs, nodes)}
 
 
+def through_casts(node):
+    """The value under any dtype casts: bf16 graphs read each weight through a cast to bf16 and return each
+    gradient through a cast to fp32."""
+    while isinstance(node, torch.fx.Node) and node.target is torch.ops.aten._to_copy.default:
+        node = node.args[0]
+    return node
+
+
 def tag_layers(graph: GraphModule, signature: Signature, network) -> None:
     """Tag each parametric op node with its layer and role (META_LAYER, META_ROLE, META_OP)."""
     weight_to_layer = {info.weight: info.name for info in network.layer_table}
@@ -132,13 +145,13 @@ def tag_layers(graph: GraphModule, signature: Signature, network) -> None:
     produces = {}
     for slot, value in zip(signature.outputs, output_node.args[0]):
         if slot.kind == "grad" and value is not None:
-            produces[value] = weight_to_layer.get(slot.name)
+            produces[through_casts(value)] = weight_to_layer.get(slot.name)
     for node in graph.graph.nodes:
         found = role_of(node.target) if node.op == "call_function" else None
         if found is None:
             continue
         family, role = found
-        layer = by_placeholder.get(node.args[WEIGHT_ARG]) if role != "grad_weight" else produces.get(node)
+        layer = by_placeholder.get(through_casts(node.args[WEIGHT_ARG])) if role != "grad_weight" else produces.get(node)
         node.meta[META_LAYER] = layer
         node.meta[META_ROLE] = role
         node.meta[META_OP] = str(node.target)

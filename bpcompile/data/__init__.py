@@ -1,25 +1,29 @@
 """Data sets: find (or download) the files, split them, and serve batches.
 
-    splits = load_dataset(spec.data, data_dir=args.data_dir, seed=spec.seed)
-    train = BatchLoader(splits.train_x, splits.train_y, batch_size=..., device=..., shuffle=True, seed=...,
-                        augment=spec.data.augment, mean=splits.mean, std=splits.std)
-    for x, y in train.epoch(e): ...
+    splits = load_dataset(spec.data, data_dir=args.data_dir, seed=spec.train.seed)
+    loaders = make_loaders(spec, splits, device)      # 'train', 'test', maybe 'val' / 'train_eval', and 'probe'
+    for x, y in loaders["train"].epoch(e): ...
+
+Every loader has `len(loader)` and `epoch(e)`, yielding float32 x and int64 y
+on the device, reproducible per (seed, e).
 
 Modules: idx (IDX format), locate (search order, not-found error), download
 (md5-checked fetch, safe extraction), mnist / cifar / synthetic (readers),
-splits (DataSplits, validation split, statistics), loader (BatchLoader)."""
+splits (DataSplits, validation split, statistics), loader (BatchLoader),
+imagenet (class folders: ImageFolderSplits, ImageFolderLoader decoding in workers)."""
 
-from typing import Optional
+from typing import Optional, Union
 
-from ..errors import BpcompileError, NotImplementedYet
+from ..errors import BpcompileError
 from .cifar import load_cifar10
+from .imagenet import ImageFolderLoader, ImageFolderSplits, load_imagenet, make_imagenet_loaders
 from .loader import BatchLoader
 from .mnist import load_embedded, load_idx_set
 from .splits import DataSplits, make_splits
 from .synthetic import make_synthetic, random_batch
 
 
-def load_dataset(spec, *, data_dir: Optional[str] = None, seed: int = 0) -> DataSplits:
+def load_dataset(spec, *, data_dir: Optional[str] = None, seed: int = 0) -> Union[DataSplits, ImageFolderSplits]:
     """The data set a DataSpec names. `data_dir` (the CLI's --data-dir) is searched first."""
     name = spec.name
     if name == "mnist" and spec.subset == "embedded":
@@ -31,11 +35,37 @@ def load_dataset(spec, *, data_dir: Optional[str] = None, seed: int = 0) -> Data
     elif name == "synthetic":
         raw = make_synthetic(spec)
     elif name == "imagenet":
-        raise NotImplementedYet("data.name='imagenet': the spec is valid, but the ImageNet folder loader is not "
-                                "built yet; use mnist, fashion_mnist, cifar10 or synthetic for now.")
+        return load_imagenet(spec, data_dir, seed)  # file lists, not tensors: decoded per batch by the loader
     else:
         raise BpcompileError(f"data.name={name!r} is not a data set bpcompile knows.")
     return make_splits(name, raw, spec.validation_size, seed)
 
 
-__all__ = ["BatchLoader", "DataSplits", "load_dataset", "random_batch"]
+def make_loaders(spec, splits: Union[DataSplits, ImageFolderSplits], device, probe_size: int = 256) -> dict:
+    """The run's loaders: 'train' (shuffled, augmented), 'test', 'val' (when held out), 'train_eval' (with
+    train.train_error='full') and 'probe' (the first `probe_size` training examples, unaugmented, one batch:
+    the alignment metrics' fixed batch)."""
+    if isinstance(splits, ImageFolderSplits):
+        return make_imagenet_loaders(spec, splits, device, probe_size)
+    data, seed = spec.data, spec.train.seed
+    common = dict(device=device, mean=splits.mean, std=splits.std, normalize=data.normalize,
+                  device_resident=data.device_resident, seed=seed)
+    loaders = {
+        "train": BatchLoader(splits.train_x, splits.train_y, batch_size=data.batch_size, shuffle=True,
+                             augment=data.augment, max_batches=spec.train.max_steps_per_epoch, **common),
+        "test": BatchLoader(splits.test_x, splits.test_y, batch_size=data.eval_batch_size, shuffle=False, **common),
+    }
+    if splits.val_x is not None:
+        loaders["val"] = BatchLoader(splits.val_x, splits.val_y, batch_size=data.eval_batch_size, shuffle=False,
+                                     **common)
+    if spec.train.train_error == "full":
+        loaders["train_eval"] = BatchLoader(splits.train_x, splits.train_y, batch_size=data.eval_batch_size,
+                                            shuffle=False, **common)
+    size = min(probe_size, len(splits.train_y))
+    loaders["probe"] = BatchLoader(splits.train_x[:size], splits.train_y[:size], batch_size=size, shuffle=False,
+                                   **common)
+    return loaders
+
+
+__all__ = ["BatchLoader", "DataSplits", "ImageFolderLoader", "ImageFolderSplits", "load_dataset", "make_loaders",
+           "random_batch"]

@@ -181,7 +181,7 @@ def expand_macros(layer_specs: list) -> list[tuple[object, str]]:
                 stride = 2 if (b == 1 and stage > 1) else 1
                 body.append(L.ResidualBlock(name=f"stage{stage}_block{b}", channels=width, stride=stride,
                                             bottleneck=spec.depth == 50))
-        head = [L.GlobalAvgPool(), L.Dense(name="fc", units=spec.num_classes)]
+        head = [L.GlobalAvgPool(), L.Dense(name="fc", units=spec.num_classes, init=spec.head_init)]
         out += [(layer, f"{where} (resnet{spec.depth})") for layer in stem + body + head]
     return out
 

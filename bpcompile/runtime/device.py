@@ -23,6 +23,7 @@ def set_precision(precision: str) -> None:
     tf32 = precision == "tf32"
     torch.backends.cuda.matmul.allow_tf32 = tf32
     torch.backends.cudnn.allow_tf32 = tf32
+    torch.backends.cudnn.benchmark = True   # pick the fastest conv algorithms for the run's fixed shapes
 
 
 def versions(device: torch.device) -> dict:

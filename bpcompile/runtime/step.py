@@ -41,7 +41,8 @@ class CompiledStep:
         for tensor in self.trained:
             tensor.grad = None
         for i, tensor in self.grad_outputs:
-            tensor.grad = outputs[i]
+            grad = outputs[i]
+            tensor.grad = grad if grad is None or grad.dtype == tensor.dtype else grad.to(tensor.dtype)
         return outputs
 
 
@@ -52,20 +53,29 @@ class CompiledEval:
         self.graph = program.eval_graph
         self.static = program.graph_inputs(program.eval_signature, None)[:-1]
         self.loss_name = loss_name
+        self.num_classes = program.network.output_shape[0]
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             return self.graph(*self.static, x)[0]
 
-    def __call__(self, loader) -> tuple[float, float]:
-        errors, loss_sum, count = 0, 0.0, 0
+    def __call__(self, loader) -> dict:
+        """{'error': top-1 error %, 'loss': mean loss, 'top5_error': top-5 error % (only with more than 5 classes)}."""
+        errors, top5_errors, loss_sum, count = 0, 0, 0.0, 0
         with torch.no_grad():
             for x, y in loader.epoch(0):
-                logits = self.logits(x)
+                logits = self.logits(x).float()
                 errors += int((logits.argmax(1) != y).sum())
+                if logits.shape[1] > 5:
+                    top5 = logits.topk(5, dim=1).indices
+                    top5_errors += int((top5 != y[:, None]).all(dim=1).sum())
                 loss_sum += float(task_loss(self.loss_name, logits, y)) * len(y)
                 count += len(y)
-        return 100.0 * errors / max(count, 1), loss_sum / max(count, 1)
+        count = max(count, 1)
+        result = {"error": 100.0 * errors / count, "loss": loss_sum / count}
+        if self.num_classes > 5:
+            result["top5_error"] = 100.0 * top5_errors / count
+        return result
 
 
 class RuleStep:

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ..compiler import compile_experiment
-from ..data import BatchLoader, load_dataset, random_batch
+from ..data import load_dataset, make_loaders, random_batch
 from ..errors import BpcompileError, TrainingDiverged
 from ..spec import data_shapes, spec_from_dict, spec_to_json
 from ..spec.io import read_spec_dict
@@ -55,23 +55,10 @@ class Trainer:
         self.optimizer = build_optimizer(spec.optimizer, self.program.network.parameters())
         self.step = RuleStep(self.program, self.optimizer, spec.train.seed)
         self.scheduler = build_scheduler(spec.optimizer, self.optimizer, spec.train.epochs)
-        data, seed = spec.data, spec.train.seed
-        common = dict(device=device, mean=splits.mean, std=splits.std, normalize=data.normalize,
-                      device_resident=data.device_resident)
-        self.train_loader = BatchLoader(splits.train_x, splits.train_y, batch_size=data.batch_size, shuffle=True,
-                                        seed=seed, augment=data.augment, max_batches=spec.train.max_steps_per_epoch,
-                                        **common)
-        self.eval_loaders = {"test": BatchLoader(splits.test_x, splits.test_y, batch_size=data.eval_batch_size,
-                                                 shuffle=False, seed=seed, **common)}
-        if splits.val_x is not None:
-            self.eval_loaders["val"] = BatchLoader(splits.val_x, splits.val_y, batch_size=data.eval_batch_size,
-                                                   shuffle=False, seed=seed, **common)
-        if spec.train.train_error == "full":
-            self.eval_loaders["train"] = BatchLoader(splits.train_x, splits.train_y, batch_size=data.eval_batch_size,
-                                                     shuffle=False, seed=seed, **common)
-        probe_size = min(PROBE_SIZE, len(splits.train_y))   # a fixed batch for the alignment metrics
-        probe = BatchLoader(splits.train_x[:probe_size], splits.train_y[:probe_size], batch_size=probe_size,
-                            shuffle=False, seed=seed, **common)
+        loaders = make_loaders(spec, splits, device, PROBE_SIZE)
+        self.train_loader = loaders.pop("train")
+        probe = loaders.pop("probe")
+        self.eval_loaders = {("train" if k == "train_eval" else k): v for k, v in loaders.items()}
         self.probe = AlignmentProbe(self.program, *next(iter(probe.epoch(0))))
         self.epoch = 0            # epochs completed
         self.started = False      # rule's on_train_start hooks ran (restored runs have)
@@ -188,11 +175,13 @@ class Trainer:
             last = self.epoch == epochs
             if self.epoch % self.spec.train.eval_every == 0 or last:
                 for split, loader in self.eval_loaders.items():
-                    error, loss = self.evaluate(loader)
+                    result = self.evaluate(loader)
                     if split == "train":      # train_error='full': replace the running estimate
-                        row["train_error"], row["train_eval_loss"] = error, loss
+                        row["train_error"], row["train_eval_loss"] = result["error"], result["loss"]
                     else:
-                        row[f"{split}_error"], row[f"{split}_loss"] = error, loss
+                        row[f"{split}_error"], row[f"{split}_loss"] = result["error"], result["loss"]
+                        if "top5_error" in result:
+                            row[f"{split}_top5_error"] = result["top5_error"]
                 row["layers"] = self.probe.measure()
             row["seconds"] = time.perf_counter() - started
             self.wall_seconds += row["seconds"]
@@ -211,6 +200,8 @@ class Trainer:
         for split in ("val", "test"):
             if f"{split}_error" in row:
                 parts.append(f"{split} err {row[f'{split}_error']:.2f}%")
+            if f"{split}_top5_error" in row:
+                parts.append(f"{split} top-5 err {row[f'{split}_top5_error']:.2f}%")
         parts.append(f"{row['seconds']:.1f}s")
         self.console.print("  ".join(parts))
 
@@ -226,6 +217,7 @@ class Trainer:
             "final_test_error": evaluated[-1]["test_error"] if evaluated else None,
             "best_test_error": best["test_error"] if best else None,
             "best_epoch": best["epoch"] if best else None,
+            "final_test_top5_error": evaluated[-1].get("test_top5_error") if evaluated else None,
             "final_val_error": evaluated[-1].get("val_error") if evaluated else None,
             "final_train_error": last.get("train_error"),
             "final_train_loss": last.get("train_loss"),

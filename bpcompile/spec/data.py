@@ -59,6 +59,7 @@ class ImageNet(_DataCommon):
 
     name: Literal["imagenet"] = "imagenet"
     image_size: int = Field(224, gt=0)
+    num_classes: int = Field(1000, ge=2, description="Class folders in train/ (checked when loading); 1000 for ILSVRC-2012.")
     resize_size: int = Field(256, gt=0, description="Evaluation: resize the short side, then centre crop image_size.")
     workers: int = Field(8, ge=0)
     batch_size: int = Field(256, gt=0)
@@ -95,5 +96,5 @@ def data_shapes(spec) -> tuple[tuple[int, ...], int]:
     if spec.name == "synthetic":
         return tuple(spec.input_shape), spec.num_classes
     if spec.name == "imagenet":
-        return (3, spec.image_size, spec.image_size), 1000
+        return (3, spec.image_size, spec.image_size), spec.num_classes
     return KNOWN_SHAPES[spec.name]

@@ -118,6 +118,10 @@ class ResNet(_Named):
     stem: Literal["imagenet", "cifar"] = "imagenet"
     width: int = Field(64, gt=0, description="Channels of the first stage.")
     num_classes: int = Field(1000, gt=0)
+    head_init: Optional[InitSpec] = Field(
+        None, description="Initialisation of the classifier 'fc' (default network.init); He init suits the convs, "
+                          "but on the head it gives logits of size ~10 and a first loss far above log(classes)."
+    )
 
 
 LayerSpec = Annotated[

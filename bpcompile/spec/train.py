@@ -16,6 +16,10 @@ class TrainSpec(SpecModel):
     precision: Literal["fp32", "tf32", "bf16"] = Field(
         "fp32", description="'tf32': fp32 with TF32 matrix products on GPU; 'bf16': bf16 autocast."
     )
+    channels_last: bool = Field(
+        False, description="Keep 4-D activations in channels-last (NHWC) memory format: faster convolutions on GPUs "
+                           "with tensor cores, especially with precision 'bf16'."
+    )
     eval_every: int = Field(1, gt=0, description="Evaluate on the test (and validation) split every N epochs and at the end.")
     checkpoint_every: int = Field(1, gt=0, description="Write the checkpoint every N epochs and at the end.")
     train_error: Literal["running", "full"] = Field(

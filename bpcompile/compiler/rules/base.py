@@ -51,11 +51,22 @@ class RewriteContext:
         self.rewrites.append(Rewrite(rule, layer, node.name, description))
 
     def retarget_weight(self, rule: str, info, node: torch.fx.Node, new_weight: torch.fx.Node, what: str) -> None:
-        """Point a grad_input node's weight argument at `new_weight` (a feedback tensor or an expression of W)."""
+        """Point a grad_input node's weight argument at `new_weight` (a feedback tensor or an expression of W),
+        cast like the weight it replaces (bf16 graphs read a bf16 copy of W)."""
         args = list(node.args)
-        args[WEIGHT_ARG] = new_weight
+        args[WEIGHT_ARG] = self.cast_like(new_weight, args[WEIGHT_ARG], node)
         node.args = tuple(args)
         self.record(rule, info.name, node, f"reads {what} instead of {info.weight} (W)")
+
+    def cast_like(self, value: torch.fx.Node, like: torch.fx.Node, before: torch.fx.Node) -> torch.fx.Node:
+        """`value`, cast (a new node before `before`) to the dtype `like` had when traced, if that is a
+        reduced-precision float (bf16 autocast); state tensors and parameters are fp32."""
+        traced = like.meta.get("val") if isinstance(like, torch.fx.Node) else None
+        dtype = getattr(traced, "dtype", None)
+        if dtype not in (torch.bfloat16, torch.float16):
+            return value
+        with self.graph.graph.inserting_before(before):
+            return self.graph.graph.call_function(torch.ops.aten._to_copy.default, (value,), {"dtype": dtype})
 
     def param_node(self, name: str) -> torch.fx.Node:
         return placeholders(self.graph, self.signature)[name]

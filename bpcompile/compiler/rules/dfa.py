@@ -50,9 +50,10 @@ class DirectFeedbackAlignment(RulePass):
             name = f"{info.name}.feedback"
             placeholder = ctx.add_state(name, feedback)
             for node in targets:
+                feedback_node = ctx.cast_like(placeholder, error, node)     # bf16 graphs: B in e's dtype
                 with ctx.graph.graph.inserting_before(node):
                     direct = ctx.graph.graph.call_function(
-                        torch.ops.bpcompile.direct_feedback.default, (error, placeholder, list(info.in_shape)))
+                        torch.ops.bpcompile.direct_feedback.default, (error, feedback_node, list(info.in_shape)))
                 direct.meta[META_LAYER], direct.meta[META_ROLE] = info.name, "direct_feedback"
                 node.replace_all_uses_with(direct)
                 ctx.graph.graph.erase_node(node)

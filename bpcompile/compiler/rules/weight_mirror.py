@@ -2,17 +2,24 @@
 mode), and teach B to mirror W in mirror mode.
 
 Mirror mode drives each layer's linear map with noise x ~ N(0, sigma^2),
-y = W x (no bias, no nonlinearity), and moves B along the batch mean of
-x y^T, written in W's layout as the layer's own weight-gradient op applied to
-(y, x). Since E[x y^T] = sigma^2 W^T, B turns towards a multiple of W. The
-growth control is a decay of B:
+y = W x (no bias, no nonlinearity), and moves B along the mean of x y^T over
+the samples, written in W's layout as the layer's own weight-gradient op
+applied to (y, x). A convolution's weight is shared by its output positions,
+so each position is a sample: the mean is over batch and positions (one
+noise image of a 56x56 map already gives 3136 samples, so conv nets need only
+small mirror batches). With zero padding a kernel offset near the border
+sees real input at fewer positions than the centre, so each offset is
+averaged over its own in-bounds positions (else B would mirror W times that
+fraction). Since E[x y^T] = sigma^2 W^T, B turns towards a
+multiple of W. The growth control is a decay of B:
     B += lr * (mean(y x^T) - decay * B)       (or a feedback optimiser on -(...))
-whose fixed point is B = (sigma^2 / decay) W. The mirror program is its own
+whose fixed point is B = (sigma^2 / decay) W for dense, LC and conv layers alike. The mirror program is its own
 FX graph (traced here, shown by `inspect`); hooks run mirror.pre_batches
 batches before training and mirror.batches_per_step after every step."""
 
 import torch
 from torch.fx.experimental.proxy_tensor import make_fx
+from torch.nn.grad import conv2d_weight
 
 from ...nn.ops.maps import linear_map, outer
 from ...optim import build_optimizer
@@ -24,14 +31,29 @@ from .fa import add_feedback_tensors
 MIRROR_STREAM = 3
 
 
+def samples_per_weight(info, device) -> torch.Tensor | int:
+    """How many (position, input) pairs feed each weight entry per noise image: for a conv layer, per kernel
+    offset, the output positions where that offset lands inside the (unpadded) input; 1 for dense and LC."""
+    if info.type != "conv2d":
+        return 1
+    g = info.geometry
+    channels, height, width = info.in_shape
+    ones_in = torch.ones(1, channels, height, width, device=device)
+    ones_out = torch.ones(1, 1, info.out_shape[1], info.out_shape[2], device=device)
+    return conv2d_weight(ones_in, (1, channels, g["kernel"], g["kernel"]), ones_out, stride=g["stride"],
+                         padding=g["padding"])
+
+
 def trace_mirror_graph(layers, params, batch_size: int, device):
-    """(W_1, x_1, W_2, x_2, ...) -> (mean y_1 x_1^T, ...), one entry per mirrored layer."""
+    """(W_1, x_1, W_2, x_2, ...) -> (mean y_1 x_1^T, ...), one entry per mirrored layer (mean over samples)."""
+
+    samples = [samples_per_weight(info, device) for info in layers]
 
     def mirror(*flat):
         out = []
         for i, info in enumerate(layers):
             weight, x = flat[2 * i], flat[2 * i + 1]
-            out.append(outer(info, linear_map(info, x, weight), x) / x.shape[0])
+            out.append(outer(info, linear_map(info, x, weight), x) / (samples[i] * x.shape[0]))
         return tuple(out)
 
     example = []

@@ -9,22 +9,36 @@ from torch.nn.grad import conv2d_input, conv2d_weight
 from .registry import register_family
 
 
+def memory_format_of(x: torch.Tensor) -> torch.memory_format:
+    """channels_last for an NHWC 4-D tensor (one that is not also plain contiguous), else contiguous. Outputs
+    follow their input's format (train.channels_last), and the fake kernels promise the same, so traced view
+    ops match the real strides."""
+    if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
 def conv2d_reference(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], stride: int,
                      padding: int) -> torch.Tensor:
-    return F.conv2d(x, weight, bias, stride=stride, padding=padding)
+    return F.conv2d(x, weight, bias, stride=stride, padding=padding).contiguous(memory_format=memory_format_of(x))
 
 
 def conv2d_grad_input_reference(grad_out: torch.Tensor, weight: torch.Tensor, in_height: int, in_width: int,
                                 stride: int, padding: int) -> torch.Tensor:
     # BP reads W here; a feedback rule passes B (same layout as W) instead
     shape = (grad_out.shape[0], weight.shape[1], in_height, in_width)
-    return conv2d_input(shape, weight, grad_out, stride=stride, padding=padding)
+    grad = conv2d_input(shape, weight, grad_out, stride=stride, padding=padding)
+    return grad.contiguous(memory_format=memory_format_of(grad_out))
 
 
 def conv2d_grad_weight_reference(grad_out: torch.Tensor, x: torch.Tensor, kernel: int, stride: int,
                                  padding: int) -> torch.Tensor:
     shape = (grad_out.shape[1], x.shape[1], kernel, kernel)
-    return conv2d_weight(x, shape, grad_out, stride=stride, padding=padding)
+    if x.device.type == "cpu":
+        # torch's CPU weight gradient is wrong for channels-last 1x1 stride-2 convolutions (seen on torch 2.13,
+        # plain autograd included; tests/test_resnet.py checks our op), so the CPU path computes it in NCHW
+        x, grad_out = x.contiguous(), grad_out.contiguous()
+    return conv2d_weight(x, shape, grad_out, stride=stride, padding=padding).contiguous()
 
 
 @torch.library.custom_op("bpcompile::conv2d", mutates_args=())
@@ -38,7 +52,7 @@ def _(x, weight, bias, stride, padding):
     kernel = weight.shape[2]
     h_out = (x.shape[2] + 2 * padding - kernel) // stride + 1
     w_out = (x.shape[3] + 2 * padding - kernel) // stride + 1
-    return x.new_empty(x.shape[0], weight.shape[0], h_out, w_out)
+    return x.new_empty(x.shape[0], weight.shape[0], h_out, w_out).contiguous(memory_format=memory_format_of(x))
 
 
 @torch.library.custom_op("bpcompile::conv2d_grad_input", mutates_args=())
@@ -49,7 +63,8 @@ def conv2d_grad_input(grad_out: torch.Tensor, weight: torch.Tensor, in_height: i
 
 @conv2d_grad_input.register_fake
 def _(grad_out, weight, in_height, in_width, stride, padding):
-    return grad_out.new_empty(grad_out.shape[0], weight.shape[1], in_height, in_width)
+    grad = grad_out.new_empty(grad_out.shape[0], weight.shape[1], in_height, in_width)
+    return grad.contiguous(memory_format=memory_format_of(grad_out))
 
 
 @torch.library.custom_op("bpcompile::conv2d_grad_weight", mutates_args=())

@@ -65,3 +65,9 @@ def implementations(target) -> dict[str, Callable]:
         if target in family.implementations:
             return family.implementations[target]
     return OTHER_IMPLEMENTATIONS.get(target, {})
+
+
+def all_ops() -> list:
+    """Every bpcompile op overload: the families' and the stand-alone ones (for autocast registration)."""
+    ops = [getattr(family, role) for family in FAMILIES.values() for role in ("forward", "grad_input", "grad_weight")]
+    return ops + list(OTHER_IMPLEMENTATIONS)
