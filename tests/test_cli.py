@@ -190,9 +190,28 @@ def test_dry_run_of_every_shipped_spec():
     for path in sorted((ROOT / "specs").glob("*.json")):
         if path.name.startswith("imagenet_"):
             result = bpc("validate", path)
-        else:
-            result = bpc("run", path, "--dry-run", 2, "--device", "cpu", "--set", "data.batch_size=4")
+        else:   # a short first mirror phase: it is plain repetition, and the ResNet's costs minutes on CI's CPU
+            mirror = ["--set", "rule.mirror.pre_batches=2"] if '"weight_mirror"' in path.read_text() else []
+            result = bpc("run", path, "--dry-run", 2, "--device", "cpu", "--set", "data.batch_size=4", *mirror)
         assert result.returncode == 0, (path, result.stderr)
+
+
+def test_dry_run_of_an_imagenet_resnet_spec():
+    """The ImageNet ResNet specs are only validated above; this one steps at full size (224x224, ResNet-18,
+    Kolen-Pollack), as `bpcompile run specs/imagenet_resnet18_kp.json --dry-run 2 --device cpu --set
+    data.batch_size=8` in the docs."""
+    result = bpc("run", ROOT / "specs" / "imagenet_resnet18_kp.json", "--dry-run", 2, "--device", "cpu",
+                 "--set", "data.batch_size=8")
+    assert result.returncode == 0, result.stderr
+    assert "on random data of shape [3, 224, 224]" in result.stderr and "step 2: loss" in result.stderr
+
+
+def test_inspect_shows_the_resnet_macro_expanded():
+    result = bpc("inspect", ROOT / "specs" / "cifar_resnet18_fa.json", "--stage", "backward")
+    assert result.returncode == 0, result.stderr
+    for layer in ("stem_conv", "stage1_block1.conv1", "stage2_block1.proj", "stage4_block2.conv2", "fc"):
+        assert layer in result.stdout, layer
+    assert "stage2_block1.proj.feedback" in result.stdout
 
 
 def test_inspect_shows_the_feedback_tensor_in_place_of_the_weight(tmp_path):

@@ -208,7 +208,10 @@ def test_kolen_pollack_step_equals_plain_paired_update():
 
 
 def test_weight_mirror_step_and_mirror_batch_equal_plain():
-    settings = MirrorSettings(lr=0.05, noise_sigma=0.7, decay=0.3, batch_size=2, pre_batches=0, batches_per_step=1)
+    # conv noise maps of 4x4 (smaller than most layers' inputs): each kernel offset still averages over its own
+    # in-bounds positions
+    settings = MirrorSettings(lr=0.05, noise_sigma=0.7, decay=0.3, batch_size=2, pre_batches=0, batches_per_step=1,
+                              conv_noise_size=4)
     spec, program, blocks, x, y = setup(4, WeightMirror(mirror=settings))
     (hooks,) = program.hooks
     noises = []
@@ -223,6 +226,7 @@ def test_weight_mirror_step_and_mirror_batch_equal_plain():
     # one mirror batch after the step, with the new W: B += lr * (mean over samples of y x^T - decay * B)
     after = dict(program.network.named_parameters())
     assert len(noises) == len(state)
+    assert any(noise.shape[2:] != info.in_shape[1:] for info, noise in noises if info.type == "conv2d")
     for info, noise in noises:
         w = after[info.weight].detach()
         if info.type == "conv2d":
@@ -243,7 +247,7 @@ def test_weight_mirror_step_and_mirror_batch_equal_plain():
 
 def test_weight_mirror_aligns_conv_feedback_with_w():
     """Mirror batches alone turn every conv layer's B towards W (and keep its scale near sigma^2 / decay * W)."""
-    settings = MirrorSettings(lr=0.02, noise_sigma=1.0, decay=1.0, batch_size=8, pre_batches=300)
+    settings = MirrorSettings(lr=0.02, noise_sigma=1.0, decay=1.0, batch_size=8, pre_batches=300, conv_noise_size=5)
     spec, program, *_ = setup(5, WeightMirror(mirror=settings))
     (hooks,) = program.hooks
     weights = dict(program.network.named_parameters())

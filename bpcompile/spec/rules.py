@@ -68,6 +68,12 @@ class MirrorSettings(SpecModel):
     batch_size: int = Field(128, gt=0, description="Noise samples per mirror batch.")
     pre_batches: int = Field(100, ge=0, description="Mirror batches before training starts.")
     batches_per_step: int = Field(1, ge=0, description="Mirror batches after each training batch.")
+    conv_noise_size: Optional[int] = Field(
+        None, gt=0,
+        description="Height and width of the noise images that drive conv layers (default: the layer's input size). "
+                    "Every output position of a conv is a sample of its shared weight, so small noise maps give deep "
+                    "layers as many samples as full-size ones at a fraction of the cost of the large early maps.",
+    )
 
 
 class WeightMirror(_RandomFeedback):

@@ -7,7 +7,8 @@ the samples, written in W's layout as the layer's own weight-gradient op
 applied to (y, x). A convolution's weight is shared by its output positions,
 so each position is a sample: the mean is over batch and positions (one
 noise image of a 56x56 map already gives 3136 samples, so conv nets need only
-small mirror batches). With zero padding a kernel offset near the border
+small mirror batches; `mirror.conv_noise_size` shrinks the noise maps of conv
+layers, so the large early maps stop dominating the cost). With zero padding a kernel offset near the border
 sees real input at fewer positions than the centre, so each offset is
 averaged over its own in-bounds positions (else B would mirror W times that
 fraction). Since E[x y^T] = sigma^2 W^T, B turns towards a
@@ -31,23 +32,35 @@ from .fa import add_feedback_tensors
 MIRROR_STREAM = 3
 
 
-def samples_per_weight(info, device) -> torch.Tensor | int:
-    """How many (position, input) pairs feed each weight entry per noise image: for a conv layer, per kernel
-    offset, the output positions where that offset lands inside the (unpadded) input; 1 for dense and LC."""
+def noise_shape(info, settings) -> tuple:
+    """Per-example shape of a layer's mirror noise: its input shape, or for a conv layer with
+    settings.conv_noise_size a smaller map (never smaller than one kernel window, never larger than the input)."""
+    if info.type != "conv2d" or settings.conv_noise_size is None:
+        return tuple(info.in_shape)
+    g = info.geometry
+    channels, height, width = info.in_shape
+    smallest = max(g["kernel"] - 2 * g["padding"], 1)
+    return (channels, *(min(max(settings.conv_noise_size, smallest), size) for size in (height, width)))
+
+
+def samples_per_weight(info, shape, device) -> torch.Tensor | int:
+    """How many (position, input) pairs feed each weight entry per noise image of `shape`: for a conv layer,
+    per kernel offset, the output positions where that offset lands inside the (unpadded) input; 1 for dense
+    and LC layers, whose weights no two positions share."""
     if info.type != "conv2d":
         return 1
     g = info.geometry
-    channels, height, width = info.in_shape
-    ones_in = torch.ones(1, channels, height, width, device=device)
-    ones_out = torch.ones(1, 1, info.out_shape[1], info.out_shape[2], device=device)
-    return conv2d_weight(ones_in, (1, channels, g["kernel"], g["kernel"]), ones_out, stride=g["stride"],
-                         padding=g["padding"])
+    ones_in = torch.ones(1, *shape, device=device)
+    out = [(size + 2 * g["padding"] - g["kernel"]) // g["stride"] + 1 for size in shape[1:]]
+    return conv2d_weight(ones_in, (1, shape[0], g["kernel"], g["kernel"]), torch.ones(1, 1, *out, device=device),
+                         stride=g["stride"], padding=g["padding"])
 
 
-def trace_mirror_graph(layers, params, batch_size: int, device):
+def trace_mirror_graph(layers, params, settings, device):
     """(W_1, x_1, W_2, x_2, ...) -> (mean y_1 x_1^T, ...), one entry per mirrored layer (mean over samples)."""
 
-    samples = [samples_per_weight(info, device) for info in layers]
+    shapes = [noise_shape(info, settings) for info in layers]
+    samples = [samples_per_weight(info, shape, device) for info, shape in zip(layers, shapes)]
 
     def mirror(*flat):
         out = []
@@ -57,8 +70,8 @@ def trace_mirror_graph(layers, params, batch_size: int, device):
         return tuple(out)
 
     example = []
-    for info in layers:
-        example += [params[info.weight].detach(), torch.zeros(batch_size, *info.in_shape, device=device)]
+    for info, shape in zip(layers, shapes):
+        example += [params[info.weight].detach(), torch.zeros(settings.batch_size, *shape, device=device)]
     graph = make_fx(mirror)(*example)
     signature = Signature(inputs=[], outputs=[])
     for info in layers:
@@ -88,7 +101,7 @@ class WeightMirror(RulePass):
         params = dict(ctx.network.named_parameters())
         device = params[mirrored[0].weight].device
         settings = self.spec.mirror
-        graph, signature = trace_mirror_graph(mirrored, params, settings.batch_size, device)
+        graph, signature = trace_mirror_graph(mirrored, params, settings, device)
         ctx.extra_graphs["mirror"] = (graph, signature)
         feedback_optimizer = getattr(self.spec, "feedback_optimizer", None)
         ctx.hooks.append(MirrorHooks(graph, mirrored, params, feedback, settings, feedback_optimizer,
@@ -105,7 +118,7 @@ class MirrorHooks(RuleHooks):
         self.optimizer = build_optimizer(feedback_optimizer, self.feedback) if feedback_optimizer else None
 
     def noise(self, info) -> torch.Tensor:
-        shape = (self.settings.batch_size, *info.in_shape)
+        shape = (self.settings.batch_size, *noise_shape(info, self.settings))
         return torch.randn(shape, generator=self.generator, device=self.device) * self.settings.noise_sigma
 
     @torch.no_grad()
