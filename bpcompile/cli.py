@@ -50,9 +50,14 @@ def _device_option(f):
 @click.option("--dry-run", "dry_run_steps", type=click.IntRange(min=1), default=None, metavar="STEPS",
               help="Run STEPS steps on random data of the spec's shapes; writes nothing.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (epoch lines are still printed).")
-def run(spec_path, assignments, out, device, data_dir, resume_dir, overwrite, dry_run_steps, no_progress):
-    """Train the experiment in SPEC (a JSON file)."""
+@click.option("--seeds", default=None, metavar="S1,S2,...",
+              help="Train once per seed (train.seed) into OUT/seed_<s>/ and report mean ± std; run the same command "
+                   "again to continue after an interruption.")
+def run(spec_path, assignments, out, device, data_dir, resume_dir, overwrite, dry_run_steps, no_progress, seeds):
+    """Train the experiment in SPEC (a JSON file). Under torchrun every process trains a shard of each batch."""
     from .runtime import dry_run, resume_experiment, run_experiment
+    from .runtime.device import resolve_device
+    from .runtime.distributed import Distributed
     from .spec import load_spec
 
     if spec_path is None and resume_dir is None:
@@ -61,23 +66,100 @@ def run(spec_path, assignments, out, device, data_dir, resume_dir, overwrite, dr
         spec = load_spec(resume_dir / "spec.json", assignments) if assignments and (resume_dir / "spec.json").is_file() else None
     else:
         spec = load_spec(spec_path, assignments)
-    if dry_run_steps is not None:
-        if spec is None:
-            raise click.UsageError("--dry-run needs a SPEC file.")
-        dry_run(spec, dry_run_steps, device=device, console=stderr)
+    if dry_run_steps is not None and spec is None:
+        raise click.UsageError("--dry-run needs a SPEC file.")
+    if resume_dir is not None and (out is not None or overwrite):
+        raise click.UsageError("--resume continues its own directory; it cannot be combined with --out or --overwrite.")
+    if seeds is not None:
+        if spec is None or dry_run_steps is not None or resume_dir is not None:
+            raise click.UsageError("--seeds needs a SPEC and goes without --dry-run and --resume (run the same "
+                                   "--seeds command again to continue).")
+        _run_seeds(spec, seeds, out, device, data_dir, overwrite)
         return
-    progress = not no_progress
-    if resume_dir is not None:
-        if out is not None or overwrite:
-            raise click.UsageError("--resume continues its own directory; it cannot be combined with --out or --overwrite.")
-        summary = resume_experiment(resume_dir, spec=spec, device=device, data_dir=data_dir, console=stderr,
-                                    show_progress=progress)
-    else:
-        out = out or Path("runs") / f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        summary = run_experiment(spec, out=out, device=device, data_dir=data_dir, overwrite=overwrite, console=stderr,
-                                 show_progress=progress)
-    click.echo(json.dumps({k: summary[k] for k in ("name", "rule", "epochs", "final_test_error", "best_test_error",
-                                                   "final_train_error", "wall_seconds", "device")}))
+    # torchrun sets WORLD_SIZE: join its process group (nccl on GPUs, gloo on CPUs); else a single process
+    dist = Distributed.from_env(resolve_device(device or (spec.train.device if spec else "auto")).type)
+    try:
+        if dry_run_steps is not None:
+            dry_run(spec, dry_run_steps, device=device, console=stderr, dist=dist)
+            return
+        progress = not no_progress
+        if resume_dir is not None:
+            summary = resume_experiment(resume_dir, spec=spec, device=device, data_dir=data_dir, console=stderr,
+                                        show_progress=progress, dist=dist)
+        else:   # every rank must name the same directory: rank 0's clock decides
+            out = dist.broadcast_object(out or Path("runs") / f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+            summary = run_experiment(spec, out=out, device=device, data_dir=data_dir, overwrite=overwrite,
+                                     console=stderr, show_progress=progress, dist=dist)
+        if dist.is_main:
+            click.echo(json.dumps({k: summary[k] for k in ("name", "rule", "epochs", "final_test_error",
+                                                           "best_test_error", "final_train_error", "wall_seconds",
+                                                           "device")}))
+    finally:
+        dist.close()
+
+
+def _run_seeds(spec, seeds: str, out, device, data_dir, overwrite) -> None:
+    from .experiments import run_seeds
+
+    try:
+        values = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        raise BpcompileError(f"--seeds {seeds!r}: expected integers separated by commas, e.g. --seeds 1,2,3.") from None
+    out = out or Path("runs") / f"{spec.name}-seeds-{time.strftime('%Y%m%d-%H%M%S')}"
+    record = run_seeds(spec, values, out=out, device=device, data_dir=data_dir, overwrite=overwrite, console=stderr)
+    click.echo(json.dumps({"name": spec.name, "out": str(out), "seeds": values, **record["aggregate"]}))
+
+
+@app.command()
+@click.argument("spec_path", metavar="SPEC", type=SPEC_PATH)
+@_set_option
+@click.option("--space", "space_path", type=SPEC_PATH, required=True,
+              help="Search space JSON: {field path: {log_uniform|uniform: [lo, hi]} | {choice: [...]}}, e.g. "
+                   "specs/spaces/bartunov_table4.json.")
+@click.option("--trials", type=click.IntRange(min=1), required=True, help="Number of random configurations.")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Overrides train.epochs of every trial.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the configurations (trial i's depends "
+                                                                      "only on this seed and i).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Sweep directory (default: runs/<name>-sweep).")
+@_device_option
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Where the data set files are.")
+def sweep(spec_path, assignments, space_path, trials, epochs, seed, out, device, data_dir):
+    """Random search over SPEC's fields: every trial a run directory, the best picked on the validation split.
+
+    Resumable: the same command again skips finished trials and resumes an interrupted one."""
+    from .experiments import load_space, run_sweep
+    from .spec import load_spec
+
+    spec = load_spec(spec_path, assignments)
+    space = load_space(space_path)
+    out = out or Path("runs") / f"{spec.name}-sweep"
+    record = run_sweep(spec, space, trials=trials, out=out, epochs=epochs, seed=seed, device=device,
+                       data_dir=data_dir, console=stderr)
+    best = record.get("best") or {}
+    click.echo(json.dumps({"name": spec.name, "out": str(out), "trials": trials,
+                           "best_trial": best.get("trial"), "best_val_error": best.get("best_val_error"),
+                           "test_error_at_best_val": best.get("test_error_at_best_val"),
+                           "best_config": best.get("config")}))
+
+
+@app.command()
+@click.argument("run_dirs", metavar="RUN_DIR...", type=click.Path(exists=True, file_okay=False, path_type=Path),
+                nargs=-1, required=True)
+@click.option("--out", type=click.Path(path_type=Path), default=Path("report"), show_default=True,
+              help="A directory (report.md and figures inside) or a .md file (figures in the folder of its name).")
+@click.option("--reference", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Paper numbers to show beside each spec: JSON {spec name: {test, train, source}}, e.g. "
+                   "results/reference/bartunov_table1.json.")
+@click.option("--title", default="bpcompile report", show_default=True)
+@click.option("--note", default=None, help="A paragraph under the title (e.g. how the runs were made).")
+def report(run_dirs, out, reference, title, note):
+    """Markdown table (one row per spec: mean ± std over seeds, the paper's number beside it) and learning-curve
+    PNGs for run directories, --seeds directories and sweeps (their best trial)."""
+    from .experiments import make_report
+
+    path = make_report(list(run_dirs), out, reference, title=title, note=note)
+    stderr.print(f"wrote {path}")
 
 
 @app.command()
@@ -159,7 +241,8 @@ def main(argv=None) -> None:
         stderr.print(Text.assemble(("error: ", "bold red"), str(err)), soft_wrap=True)
         sys.exit(err.exit_code)
     except KeyboardInterrupt:
-        stderr.print("interrupted: files written so far (the last checkpoint among them) are kept; continue with --resume.")
+        stderr.print("interrupted: files written so far (the last checkpoint among them) are kept; continue with --resume "
+                     "(a sweep or --seeds: run the same command again).")
         sys.exit(130)
     except SystemExit:
         raise

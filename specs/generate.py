@@ -51,6 +51,8 @@ def all_specs() -> dict[str, ExperimentSpec]:
         for rule in ("bp", "fa", "dfa"):
             specs[f"mnist_{arch}_{rule}"] = paper_experiment("mnist", arch, rule, epochs=100)
             specs[f"cifar_{arch}_{rule}"] = paper_experiment("cifar10", arch, rule, epochs=100)
+    for dataset, short in (("mnist", "mnist"), ("cifar10", "cifar")):   # Table 1's "BP ConvNet" row
+        specs[f"{short}_conv_bp"] = paper_experiment(dataset, "conv", "bp_conv", epochs=100, name=f"{short}_conv_bp")
     specs["mnist_fc_ss"] = weight_transport_rule("mnist_fc_ss", SignSymmetry(variant="sign"))
     # a large mirror batch and a long first mirror phase: B starts within a few degrees of W
     specs["mnist_fc_wm"] = weight_transport_rule("mnist_fc_wm", WeightMirror(

@@ -88,8 +88,10 @@ def test_missing_spec_file_and_bad_json(tmp_path):
 
 
 def test_feature_not_built_yet_exits_2(tmp_path):
-    path = synthetic_spec(tmp_path, extra={"train": {"epochs": 1, "precision": "bf16"}})
-    assert_user_error(bpc("run", path, "--out", tmp_path / "r"), "not implemented yet")
+    """bf16 is built for the gradient-family rules, not yet for target propagation."""
+    path = synthetic_spec(tmp_path, rule="dtp", extra={"train": {"epochs": 1, "precision": "bf16"}})
+    assert_user_error(bpc("run", path, "--out", tmp_path / "r"), "target propagation")
+    assert not (tmp_path / "r").exists()
 
 
 def test_run_writes_the_run_directory_and_protects_it(tmp_path):
@@ -184,16 +186,30 @@ def test_dry_run_writes_nothing(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["syn.json"]
 
 
+# the full-size ResNets stepped here (the others are validated): each rule on ResNets is checked against a
+# plain implementation in tests/test_resnet.py; compiling a ResNet-18 takes ~20 s of CI's CPU
+STEPPED_RESNETS = ("cifar_resnet18_bp.json", "cifar_resnet18_wm.json")
+
+
 def test_dry_run_of_every_shipped_spec():
-    """Every spec compiles and steps (an alternating schedule's two phases take one step each); the
-    ImageNet LC specs (260M parameters, more with inverses) are validated only: too big for CI's CPU."""
-    for path in sorted((ROOT / "specs").glob("*.json")):
-        if path.name.startswith("imagenet_"):
-            result = bpc("validate", path)
-        else:   # a short first mirror phase: it is plain repetition, and the ResNet's costs minutes on CI's CPU
-            mirror = ["--set", "rule.mirror.pre_batches=2"] if '"weight_mirror"' in path.read_text() else []
-            result = bpc("run", path, "--dry-run", 2, "--device", "cpu", "--set", "data.batch_size=4", *mirror)
-        assert result.returncode == 0, (path, result.stderr)
+    """Every spec validates; every spec but the ImageNet ones (260M-parameter LC nets, 224x224 ResNets) and most
+    ResNets compiles and steps, in-process (an alternating schedule's two phases take one step each)."""
+    from rich.console import Console
+
+    from bpcompile.runtime import dry_run
+    from bpcompile.spec import load_spec
+
+    paths = sorted((ROOT / "specs").glob("*.json"))
+    result = bpc("validate", *paths)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for path in paths:
+        if path.name.startswith("imagenet_") or ("resnet" in path.name and path.name not in STEPPED_RESNETS):
+            continue
+        sets = ["data.batch_size=4"]
+        if '"weight_mirror"' in path.read_text():   # a short first mirror phase: plain repetition, slow on a CPU
+            sets.append("rule.mirror.pre_batches=2")
+        losses = dry_run(load_spec(path, sets), 2, device="cpu", console=Console(quiet=True))
+        assert len(losses) == 2, path
 
 
 def test_dry_run_of_an_imagenet_resnet_spec():

@@ -259,6 +259,19 @@ def test_weight_mirror_aligns_conv_feedback_with_w():
         assert 0.5 < float(b.norm() / w.norm()) < 1.5, name
 
 
+def test_alignment_probe_leaves_batch_norm_statistics_alone():
+    """The probe runs the training graphs (train-mode batch norm) on its batch; the running statistics and
+    batch counts must come out as they went in, or every probe would count as a training batch."""
+    from bpcompile.runtime.metrics import AlignmentProbe
+
+    spec, program, blocks, x, y = setup(7, FA())
+    before = {k: v.clone() for k, v in program.network.named_buffers()}
+    layers = AlignmentProbe(program, x, y).measure()
+    assert "stem" in layers and "feedback_angle" in layers["b1.conv1"]
+    for name, value in program.network.named_buffers():
+        assert torch.equal(value, before[name]), name
+
+
 # ---- the macros -------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("depth,stem,params", [(18, "imagenet", 11_689_512), (50, "imagenet", 25_557_032),

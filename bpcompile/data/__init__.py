@@ -19,6 +19,7 @@ from .cifar import load_cifar10
 from .imagenet import ImageFolderLoader, ImageFolderSplits, load_imagenet, make_imagenet_loaders
 from .loader import BatchLoader
 from .mnist import load_embedded, load_idx_set
+from .shard import SINGLE, Shard
 from .splits import DataSplits, make_splits
 from .synthetic import make_synthetic, random_batch
 
@@ -41,31 +42,34 @@ def load_dataset(spec, *, data_dir: Optional[str] = None, seed: int = 0) -> Unio
     return make_splits(name, raw, spec.validation_size, seed)
 
 
-def make_loaders(spec, splits: Union[DataSplits, ImageFolderSplits], device, probe_size: int = 256) -> dict:
+def make_loaders(spec, splits: Union[DataSplits, ImageFolderSplits], device, probe_size: int = 256,
+                 shard: Shard = SINGLE) -> dict:
     """The run's loaders: 'train' (shuffled, augmented), 'test', 'val' (when held out), 'train_eval' (with
     train.train_error='full') and 'probe' (the first `probe_size` training examples, unaugmented, one batch:
-    the alignment metrics' fixed batch)."""
+    the alignment metrics' fixed batch). With several processes each loader but the probe serves this rank's
+    `shard` of every global batch."""
     if isinstance(splits, ImageFolderSplits):
-        return make_imagenet_loaders(spec, splits, device, probe_size)
+        return make_imagenet_loaders(spec, splits, device, probe_size, shard)
     data, seed = spec.data, spec.train.seed
     common = dict(device=device, mean=splits.mean, std=splits.std, normalize=data.normalize,
                   device_resident=data.device_resident, seed=seed)
+    sharded = dict(common, shard=shard)
     loaders = {
         "train": BatchLoader(splits.train_x, splits.train_y, batch_size=data.batch_size, shuffle=True,
-                             augment=data.augment, max_batches=spec.train.max_steps_per_epoch, **common),
-        "test": BatchLoader(splits.test_x, splits.test_y, batch_size=data.eval_batch_size, shuffle=False, **common),
+                             augment=data.augment, max_batches=spec.train.max_steps_per_epoch, **sharded),
+        "test": BatchLoader(splits.test_x, splits.test_y, batch_size=data.eval_batch_size, shuffle=False, **sharded),
     }
     if splits.val_x is not None:
         loaders["val"] = BatchLoader(splits.val_x, splits.val_y, batch_size=data.eval_batch_size, shuffle=False,
-                                     **common)
+                                     **sharded)
     if spec.train.train_error == "full":
         loaders["train_eval"] = BatchLoader(splits.train_x, splits.train_y, batch_size=data.eval_batch_size,
-                                            shuffle=False, **common)
+                                            shuffle=False, **sharded)
     size = min(probe_size, len(splits.train_y))
     loaders["probe"] = BatchLoader(splits.train_x[:size], splits.train_y[:size], batch_size=size, shuffle=False,
                                    **common)
     return loaders
 
 
-__all__ = ["BatchLoader", "DataSplits", "ImageFolderLoader", "ImageFolderSplits", "load_dataset", "make_loaders",
-           "random_batch"]
+__all__ = ["BatchLoader", "DataSplits", "ImageFolderLoader", "ImageFolderSplits", "Shard", "load_dataset",
+           "make_loaders", "random_batch"]

@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..errors import BpcompileError
 from .locate import candidate_dirs, find_dir, not_found_error, search_roots
 from .seeding import derive_seed, generator
+from .shard import SINGLE, Shard
 from .splits import hold_out
 
 SUBDIRS = ("", "imagenet", "ILSVRC2012", "imagenet/ILSVRC2012")
@@ -322,13 +323,13 @@ class ImageFolderLoader:
 
     def __init__(self, samples, *, batch_size: int, device, seed: int, image_size: int, resize_size: int,
                  shuffle: bool = False, augment: Sequence[str] = (), workers: int = 0, mean=MEAN, std=STD,
-                 normalize: str = "standardize", max_batches: Optional[int] = None):
+                 normalize: str = "standardize", max_batches: Optional[int] = None, shard: Shard = SINGLE):
         if normalize not in ("standardize", "unit"):
             raise ValueError(f"ImageFolderLoader: normalize must be 'standardize' or 'unit', got {normalize!r}")
         samples = samples if isinstance(samples, SampleTable) else SampleTable(samples)
         self.device = torch.device(device)
         self.batch_size, self.shuffle, self.seed, self.workers = batch_size, shuffle, seed, workers
-        self.max_batches, self.n = max_batches, len(samples)
+        self.max_batches, self.n, self.shard = max_batches, len(samples), shard
         self.dataset = ImageDataset(samples, Transform(image_size, resize_size, check_augment(augment)), seed)
         self.mean = self.std = None
         if normalize == "standardize":
@@ -337,14 +338,22 @@ class ImageFolderLoader:
         self.pin = self.device.type == "cuda"
 
     def __len__(self) -> int:
-        n = math.ceil(self.n / self.batch_size)
+        n = self.shard.batches(self.n, self.batch_size, training=self.shuffle)
         return n if self.max_batches is None else min(n, self.max_batches)
+
+    def global_size(self, b: int) -> int:
+        """Examples in global batch b (all ranks together)."""
+        return min(self.batch_size, self.n - b * self.batch_size)
 
     def epoch(self, epoch: int):
         """The batches of epoch `epoch` (only as many as len(self) are decoded)."""
         order = torch.randperm(self.n, generator=generator(self.seed, epoch)) if self.shuffle else torch.arange(self.n)
-        order, size = order[: len(self) * self.batch_size].tolist(), self.batch_size
-        batches = [[(i, epoch) for i in order[b:b + size]] for b in range(0, len(order), size)]
+        order, size = order.tolist(), self.batch_size
+        batches = []
+        for b in range(len(self)):                       # this rank decodes only its chunk of each global batch
+            start, stop = self.shard.bounds(self.global_size(b))
+            if start < stop:                             # (evaluation's last batch may leave a rank none)
+                batches.append([(i, epoch) for i in order[b * size + start:b * size + stop]])
         # Its own generator: the DataLoader draws a worker base seed, which must not consume the global torch RNG
         # the trainer checkpoints (all augmentation randomness is per sample anyway).
         loader = DataLoader(self.dataset, batch_sampler=batches, num_workers=self.workers, collate_fn=collate,
@@ -359,21 +368,22 @@ class ImageFolderLoader:
             yield x, y.to(self.device, non_blocking=True)
 
 
-def make_imagenet_loaders(spec, splits: ImageFolderSplits, device, probe_size: int) -> dict:
+def make_imagenet_loaders(spec, splits: ImageFolderSplits, device, probe_size: int, shard: Shard = SINGLE) -> dict:
     """make_loaders' dict for class-folder data: train (augmented), test / val / train_eval / probe (eval)."""
     data, seed = spec.data, spec.train.seed
     common = dict(device=device, seed=seed, image_size=data.image_size, resize_size=data.resize_size,
                   workers=data.workers, mean=splits.mean, std=splits.std, normalize=data.normalize)
+    sharded = dict(common, shard=shard)
     train = SampleTable(splits.train)  # built once: the train, train_eval and probe loaders share it
     loaders = {
         "train": ImageFolderLoader(train, batch_size=data.batch_size, shuffle=True, augment=data.augment,
-                                   max_batches=spec.train.max_steps_per_epoch, **common),
-        "test": ImageFolderLoader(splits.test, batch_size=data.eval_batch_size, **common),
+                                   max_batches=spec.train.max_steps_per_epoch, **sharded),
+        "test": ImageFolderLoader(splits.test, batch_size=data.eval_batch_size, **sharded),
     }
     if splits.val is not None:
-        loaders["val"] = ImageFolderLoader(splits.val, batch_size=data.eval_batch_size, **common)
+        loaders["val"] = ImageFolderLoader(splits.val, batch_size=data.eval_batch_size, **sharded)
     if spec.train.train_error == "full":
-        loaders["train_eval"] = ImageFolderLoader(train, batch_size=data.eval_batch_size, **common)
+        loaders["train_eval"] = ImageFolderLoader(train, batch_size=data.eval_batch_size, **sharded)
     size = min(probe_size, len(train))
     loaders["probe"] = ImageFolderLoader(train.head(size), batch_size=size, **common)
     return loaders

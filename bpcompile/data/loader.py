@@ -6,7 +6,6 @@ exactly the batches an uninterrupted run would, on any device. Pixels stay
 uint8 until a batch is drawn (4x less memory and transfer), then become
 float32 x/255, are augmented, and standardised per channel."""
 
-import math
 from typing import Iterator, Optional, Sequence
 
 import torch
@@ -14,6 +13,7 @@ import torch.nn.functional as F
 
 from ..errors import BpcompileError
 from .seeding import generator
+from .shard import SINGLE, Shard
 from .splits import channel_stats
 
 AUGMENTS = ("hflip", "crop")
@@ -57,7 +57,7 @@ class BatchLoader:
 
     def __init__(self, x, y, *, batch_size: int, device: torch.device, shuffle: bool, seed: int,
                  augment: Sequence[str] = (), mean=None, std=None, normalize: str = "standardize",
-                 device_resident: str = "auto", max_batches: Optional[int] = None):
+                 device_resident: str = "auto", max_batches: Optional[int] = None, shard: Shard = SINGLE):
         if len(x) != len(y):
             raise ValueError(f"BatchLoader: {len(x)} inputs but {len(y)} labels")
         unknown = [a for a in augment if a not in AUGMENTS]
@@ -70,7 +70,7 @@ class BatchLoader:
             raise ValueError(f"BatchLoader: normalize must be 'standardize' or 'unit', got {normalize!r}")
         self.device = torch.device(device)
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
-        self.augment, self.max_batches = tuple(augment), max_batches
+        self.augment, self.max_batches, self.shard = tuple(augment), max_batches, shard
         self.n = len(x)
 
         self.mean = self.std = None
@@ -87,8 +87,12 @@ class BatchLoader:
         self.pin = not self.resident and self.device.type == "cuda"
 
     def __len__(self) -> int:
-        n = math.ceil(self.n / self.batch_size)
+        n = self.shard.batches(self.n, self.batch_size, training=self.shuffle)
         return n if self.max_batches is None else min(n, self.max_batches)
+
+    def global_size(self, b: int) -> int:
+        """Examples in global batch b (all ranks together)."""
+        return min(self.batch_size, self.n - b * self.batch_size)
 
     def _fetch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.resident:
@@ -107,7 +111,10 @@ class BatchLoader:
         if self.resident:
             order = order.to(self.device)
         for b in range(len(self)):
-            part = slice(b * self.batch_size, (b + 1) * self.batch_size)
+            start, stop = self.shard.bounds(self.global_size(b))       # this rank's chunk of global batch b
+            if start == stop:
+                continue                                               # (evaluation's last batch: none left)
+            part = slice(b * self.batch_size + start, b * self.batch_size + stop)
             x, y = self._fetch(order[part])
             x = x.float().div_(255) if x.dtype == torch.uint8 else x.float()
             for a, p in params:  # on [0, 1] pixels, so crop pads with black as torchvision does

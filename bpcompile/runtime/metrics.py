@@ -35,9 +35,15 @@ class AlignmentProbe:
 
     def measure(self) -> dict:
         program = self.program
+        # the training graphs update batch norm's running statistics in place: a probe must leave no trace
+        buffers = [b for b in program.network.buffers()]
+        saved = [b.clone() for b in buffers]
         rule = self._outputs(program.train_graph, program.train_signature, "grad")
         true = self._outputs(program.probe_graph, program.probe_signature, "grad")
         reconstruction = self._outputs(program.train_graph, program.train_signature, "inverse_loss")
+        with torch.no_grad():
+            for b, value in zip(buffers, saved):
+                b.copy_(value)
         params = dict(program.network.named_parameters())
         feedback = {}
         for hook in program.hooks:

@@ -1,8 +1,11 @@
 """Execute the compiled graphs: one training step, and evaluation."""
 
+from typing import Optional
+
 import torch
 
 from ..nn.losses import task_loss
+from .distributed import SINGLE_PROCESS
 
 NOISE_STREAM = 7                                        # seed stream of the rule's noise inputs
 EXTRA_OUTPUTS = ("target", "local_loss", "inverse_loss")  # outputs kept after a step for checks and logs
@@ -49,7 +52,9 @@ class CompiledStep:
 class CompiledEval:
     """Runs the evaluation graph; returns (error %, mean loss) over a loader's epoch."""
 
-    def __init__(self, program, loss_name: str):
+    def __init__(self, program, loss_name: str, dist=None):
+        self.dist = dist or SINGLE_PROCESS
+        self.device = program.device
         self.graph = program.eval_graph
         self.static = program.graph_inputs(program.eval_signature, None)[:-1]
         self.loss_name = loss_name
@@ -60,7 +65,8 @@ class CompiledEval:
             return self.graph(*self.static, x)[0]
 
     def __call__(self, loader) -> dict:
-        """{'error': top-1 error %, 'loss': mean loss, 'top5_error': top-5 error % (only with more than 5 classes)}."""
+        """{'error': top-1 error %, 'loss': mean loss, 'top5_error': top-5 error % (only with more than 5 classes)},
+        over all ranks' shards."""
         errors, top5_errors, loss_sum, count = 0, 0, 0.0, 0
         with torch.no_grad():
             for x, y in loader.epoch(0):
@@ -71,6 +77,7 @@ class CompiledEval:
                     top5_errors += int((top5 != y[:, None]).all(dim=1).sum())
                 loss_sum += float(task_loss(self.loss_name, logits, y)) * len(y)
                 count += len(y)
+        errors, top5_errors, loss_sum, count = self.dist.sum([errors, top5_errors, loss_sum, count], self.device)
         count = max(count, 1)
         result = {"error": 100.0 * errors / count, "loss": loss_sum / count}
         if self.num_classes > 5:
@@ -84,8 +91,9 @@ class RuleStep:
     mirror batches, target propagation's inverse optimiser, ...). `begin_epoch` picks the phase of
     the program's schedule; noise inputs come from the step's own seeded generator."""
 
-    def __init__(self, program, optimizer, seed: int = 0):
+    def __init__(self, program, optimizer, seed: int = 0, dist=None):
         self.program, self.optimizer = program, optimizer
+        self.dist = dist or SINGLE_PROCESS
         names = sorted(set(program.schedule))
         self.compiled = {name: CompiledStep(program, *program.phase(name)) for name in names}
         self.phase = program.schedule[0]
@@ -102,16 +110,26 @@ class RuleStep:
     def noise(self, name: str, shape: tuple) -> torch.Tensor:
         return torch.randn(shape, generator=self.generator, device=self.program.device)
 
+    def _sharded_noise(self, total: int):
+        start, stop = self.dist.shard.bounds(total)
+        return lambda name, shape: self.noise(name, (total, *shape[1:]))[start:stop]
+
     def start(self) -> None:
         """Before the first step of a fresh run (weight mirror's initial mirror phase)."""
         for hook in self.hooks:
             hook.on_train_start(self)
 
-    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, global_size: Optional[int] = None) -> tuple:
+        """One step on this rank's (x, y); with several processes `global_size` is the global batch's size: the
+        updates are averaged over it and noise inputs are this rank's rows of the global batch's noise, so the
+        step equals one process's step on the whole batch."""
+        local = x.shape[0]
+        total = global_size or local
         for hook in self.hooks:
             hook.before_step(self)
         compiled = self.compiled[self.phase]
-        outputs = compiled(x, y, self.noise)
+        outputs = compiled(x, y, self.noise if total == local else self._sharded_noise(total))
+        self.dist.reduce_step(compiled.trained, local, total)
         self.optimizer.step()
         self.last_outputs = {(s.kind, s.name): outputs[i] for i, s in enumerate(compiled.signature.outputs)
                              if s.kind in EXTRA_OUTPUTS}

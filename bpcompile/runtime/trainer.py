@@ -23,6 +23,7 @@ from ..spec import data_shapes, spec_from_dict, spec_to_json
 from ..spec.io import read_spec_dict
 from .checkpoint import load_checkpoint, save_checkpoint
 from .device import resolve_device, set_precision, versions
+from .distributed import SINGLE_PROCESS, Distributed
 from ..optim import build_optimizer, build_scheduler
 from .rundir import CHECKPOINT, RunDir
 from .metrics import AlignmentProbe
@@ -32,8 +33,8 @@ FINITE_CHECK_EVERY = 50  # steps between divergence checks (each one syncs the G
 PROBE_SIZE = 256         # examples in the fixed probe batch of the alignment metrics
 
 
-def prepare_torch(spec, device_override: Optional[str]) -> torch.device:
-    device = resolve_device(device_override or spec.train.device)
+def prepare_torch(spec, device_override: Optional[str], dist: Distributed = SINGLE_PROCESS) -> torch.device:
+    device = dist.device(resolve_device(device_override or spec.train.device))
     set_precision(spec.train.precision)
     if spec.train.num_threads:
         torch.set_num_threads(spec.train.num_threads)
@@ -42,20 +43,25 @@ def prepare_torch(spec, device_override: Optional[str]) -> torch.device:
 
 class Trainer:
     def __init__(self, spec, device: torch.device, splits, run_dir: Optional[RunDir], console: Console,
-                 show_progress: bool = True):
-        self.spec, self.device, self.splits, self.run_dir = spec, device, splits, run_dir
-        self.console, self.show_progress = console, show_progress
+                 show_progress: bool = True, dist: Distributed = SINGLE_PROCESS):
+        """With several processes (`dist`), every rank trains on its shard of each global batch and only rank 0
+        writes (give the others run_dir=None) and prints."""
+        self.spec, self.device, self.splits, self.run_dir, self.dist = spec, device, splits, run_dir, dist
+        self.console = console if dist.is_main else Console(quiet=True)
+        self.show_progress = show_progress and dist.is_main
         self.program = compile_experiment(spec, device)
+        network = self.program.network
+        dist.broadcast_tensors(list(network.parameters()) + list(network.buffers()) + list(self.program.state.values()))
         if tuple(splits.input_shape) != tuple(self.program.network.input_shape):
             raise BpcompileError(
                 f"data set {spec.data.name!r} gives inputs of shape {tuple(splits.input_shape)} but the network was "
                 f"built for {tuple(self.program.network.input_shape)}."
             )
-        self.evaluate = CompiledEval(self.program, spec.loss)
+        self.evaluate = CompiledEval(self.program, spec.loss, dist)
         self.optimizer = build_optimizer(spec.optimizer, self.program.network.parameters())
-        self.step = RuleStep(self.program, self.optimizer, spec.train.seed)
+        self.step = RuleStep(self.program, self.optimizer, spec.train.seed, dist)
         self.scheduler = build_scheduler(spec.optimizer, self.optimizer, spec.train.epochs)
-        loaders = make_loaders(spec, splits, device, PROBE_SIZE)
+        loaders = make_loaders(spec, splits, device, PROBE_SIZE, dist.shard)
         self.train_loader = loaders.pop("train")
         probe = loaders.pop("probe")
         self.eval_loaders = {("train" if k == "train_eval" else k): v for k, v in loaders.items()}
@@ -120,13 +126,15 @@ class Trainer:
         )
 
     def _check(self, step: int, loss_sum: torch.Tensor, count: int) -> float:
-        """The divergence check: a finite mean loss and whatever the rule checks (exploding targets)."""
-        mean = float(loss_sum) / max(count, 1)
+        """The divergence check: a finite mean loss and whatever the rule checks (exploding targets), over all
+        ranks, so every rank stops at the same step."""
+        total, count = self.dist.sum([float(loss_sum), count], self.device)
+        mean = total / max(count, 1)
         if not math.isfinite(mean):
             raise self._diverged(step, f"the loss is {mean}")
         problem = self.step.check()
-        if problem:
-            raise self._diverged(step, problem)
+        if self.dist.any(problem is not None, self.device):
+            raise self._diverged(step, problem or "the rule's divergence check failed on another rank")
         return mean
 
     def train_epoch(self) -> dict:
@@ -140,7 +148,7 @@ class Trainer:
         with self._progress() as bar:
             task = bar.add_task(label, total=len(self.train_loader), loss="-")
             for step, (x, y) in enumerate(self.train_loader.epoch(epoch), start=1):
-                loss, logits = self.step(x, y)
+                loss, logits = self.step(x, y, self.train_loader.global_size(step - 1))
                 loss_sum += loss.detach() * len(y)
                 errors += (logits.argmax(1) != y).sum()
                 count += len(y)
@@ -148,6 +156,9 @@ class Trainer:
                     bar.update(task, loss=f"{self._check(step, loss_sum, count):.4f}")
                 bar.advance(task)
         train_loss = self._check(len(self.train_loader), loss_sum, count)
+        errors, count = self.dist.sum([float(errors), count], self.device)
+        # each rank's batch norm saw only its shards: evaluate and checkpoint with the ranks' mean statistics
+        self.dist.average(list(self.program.network.buffers()))
         self.scheduler.step()
         row = {"epoch": epoch + 1, "train_loss": train_loss, "train_error": 100.0 * float(errors) / max(count, 1),
                "lr": self.optimizer.param_groups[0]["lr"], "train_seconds": time.perf_counter() - started}
@@ -159,7 +170,7 @@ class Trainer:
         """A fresh run: the rule's start hooks (weight mirror's first mirror phase), then the epoch-0 alignment."""
         self.step.start()
         self.started = True
-        row = {"epoch": 0, "layers": self.probe.measure()}
+        row = {"epoch": 0, "layers": self.probe.measure() if self.dist.is_main else {}}
         self.history.append(row)
         if self.run_dir is not None:
             self.run_dir.append_metrics(row)
@@ -182,7 +193,7 @@ class Trainer:
                         row[f"{split}_error"], row[f"{split}_loss"] = result["error"], result["loss"]
                         if "top5_error" in result:
                             row[f"{split}_top5_error"] = result["top5_error"]
-                row["layers"] = self.probe.measure()
+                row["layers"] = self.probe.measure() if self.dist.is_main else {}   # rank 0 logs them
             row["seconds"] = time.perf_counter() - started
             self.wall_seconds += row["seconds"]
             self.history.append(row)
@@ -232,22 +243,44 @@ class Trainer:
             self.run_dir.write_summary(self.summary(status))
 
 
+def _on_main(dist: Distributed, action):
+    """Run `action` on rank 0 only; a user error it raises is raised on every rank (so none waits forever)."""
+    message = None
+    if dist.is_main:
+        try:
+            action()
+        except BpcompileError as e:
+            if not dist.enabled:
+                raise
+            message = str(e)
+    message = dist.broadcast_object(message)
+    if message:
+        raise BpcompileError(message)
+
+
 def run_experiment(spec, *, out: Path, device: Optional[str] = None, data_dir: Optional[str] = None,
-                   overwrite: bool = False, console: Optional[Console] = None, show_progress: bool = True) -> dict:
-    """Train `spec` into a new run directory `out`; returns the summary."""
+                   overwrite: bool = False, console: Optional[Console] = None, show_progress: bool = True,
+                   dist: Distributed = SINGLE_PROCESS) -> dict:
+    """Train `spec` into a new run directory `out` (written by rank 0 alone); returns the summary."""
     console = console or Console(stderr=True)
-    torch_device = prepare_torch(spec, device)
+    torch_device = prepare_torch(spec, device, dist)
     splits = load_dataset(spec.data, data_dir=data_dir, seed=spec.train.seed)
-    trainer = Trainer(spec, torch_device, splits, None, console, show_progress)   # compile before touching the disk
-    trainer.run_dir = RunDir.create(out, overwrite)
-    trainer.run_dir.write_spec(spec_to_json(spec, full=True))
-    console.print(f"{spec.name}: rule {spec.rule.name}, {len(trainer.program.network.layer_table)} parametric layers, "
-                  f"data {splits.source}, device {torch_device}, run dir {out}", markup=False)
+    trainer = Trainer(spec, torch_device, splits, None, console, show_progress, dist)   # compile before touching the disk
+
+    def create():
+        trainer.run_dir = RunDir.create(out, overwrite)
+        trainer.run_dir.write_spec(spec_to_json(spec, full=True))
+
+    _on_main(dist, create)
+    trainer.console.print(f"{spec.name}: rule {spec.rule.name}, {len(trainer.program.network.layer_table)} parametric "
+                          f"layers, data {splits.source}, device {torch_device}"
+                          + (f" x {dist.world} processes" if dist.enabled else "") + f", run dir {out}", markup=False)
     return trainer.fit()
 
 
 def resume_experiment(run_path: Path, *, spec=None, device: Optional[str] = None, data_dir: Optional[str] = None,
-                      console: Optional[Console] = None, show_progress: bool = True) -> dict:
+                      console: Optional[Console] = None, show_progress: bool = True,
+                      dist: Distributed = SINGLE_PROCESS) -> dict:
     """Continue a run from its checkpoint. A given spec may differ from the run's only in train.epochs."""
     console = console or Console(stderr=True)
     run_dir = RunDir.existing(run_path)
@@ -258,13 +291,16 @@ def resume_experiment(run_path: Path, *, spec=None, device: Optional[str] = None
     spec = saved
     if not run_dir.file(CHECKPOINT).exists():
         raise BpcompileError(f"--resume {str(run_path)!r}: the run has no {CHECKPOINT} yet; start it again instead.")
-    torch_device = prepare_torch(spec, device)
+    torch_device = prepare_torch(spec, device, dist)
     splits = load_dataset(spec.data, data_dir=data_dir, seed=spec.train.seed)
-    trainer = Trainer(spec, torch_device, splits, run_dir, console, show_progress)
-    trainer.load_state_dict(load_checkpoint(run_dir.file(CHECKPOINT)))
-    trainer.history = run_dir.truncate_metrics(trainer.epoch)
-    run_dir.write_spec(spec_to_json(spec, full=True))
-    console.print(f"resuming {spec.name} from epoch {trainer.epoch} of {spec.train.epochs} in {run_path}", markup=False)
+    trainer = Trainer(spec, torch_device, splits, run_dir if dist.is_main else None, console, show_progress, dist)
+    trainer.load_state_dict(load_checkpoint(run_dir.file(CHECKPOINT)))   # every rank reads the same checkpoint
+    if dist.is_main:
+        trainer.history = run_dir.truncate_metrics(trainer.epoch)
+        run_dir.write_spec(spec_to_json(spec, full=True))
+    dist.barrier()     # no rank runs ahead while rank 0 rewrites the metrics file
+    trainer.console.print(f"resuming {spec.name} from epoch {trainer.epoch} of {spec.train.epochs} in {run_path}",
+                          markup=False)
     if trainer.epoch >= spec.train.epochs:
         return trainer.summary("finished")
     return trainer.fit()
@@ -290,15 +326,17 @@ def _diff_paths(a, b, prefix=""):
         yield prefix
 
 
-def dry_run(spec, steps: int, *, device: Optional[str] = None, console: Optional[Console] = None) -> list[float]:
-    """Run `steps` training steps on random data of the spec's shapes; writes nothing."""
-    console = console or Console(stderr=True)
-    torch_device = prepare_torch(spec, device)
+def dry_run(spec, steps: int, *, device: Optional[str] = None, console: Optional[Console] = None,
+            dist: Distributed = SINGLE_PROCESS) -> list[float]:
+    """Run `steps` training steps on random data of the spec's shapes; writes nothing. With several processes
+    each rank steps on its shard of the same random global batches."""
+    console = (console or Console(stderr=True)) if dist.is_main else Console(quiet=True)
+    torch_device = prepare_torch(spec, device, dist)
     started = time.perf_counter()
     program = compile_experiment(spec, torch_device)
     compile_seconds = time.perf_counter() - started
     optimizer = build_optimizer(spec.optimizer, program.network.parameters())
-    step = RuleStep(program, optimizer, spec.train.seed)
+    step = RuleStep(program, optimizer, spec.train.seed, dist)
     step.start()
     shape, classes = data_shapes(spec.data)
     generator = torch.Generator().manual_seed(spec.train.seed)
@@ -307,11 +345,12 @@ def dry_run(spec, steps: int, *, device: Optional[str] = None, console: Optional
                   f"{steps} step(s) of batch {spec.data.batch_size} on random data of shape {list(shape)}", markup=False)
     for i in range(steps):
         x, y = random_batch(shape, classes, spec.data.batch_size, generator)
-        x, y = x.to(torch_device), y.to(torch_device)
+        start, stop = dist.shard.bounds(len(y))
+        x, y = x[start:stop].to(torch_device), y[start:stop].to(torch_device)
         t = time.perf_counter()
         phase = step.begin_epoch(i)   # an alternating schedule's phases take turns, one step each
-        loss, _ = step(x, y)
-        loss = float(loss)
+        loss, _ = step(x, y, spec.data.batch_size)
+        loss = dist.sum([float(loss) * len(y)], torch_device)[0] / spec.data.batch_size
         if not math.isfinite(loss):
             raise TrainingDiverged(f"dry run diverged at step {i + 1}: the loss is {loss}.")
         losses.append(loss)
