@@ -9,7 +9,7 @@ from rich.console import Console
 
 from bpcompile.errors import BpcompileError
 from bpcompile.experiments import aggregate, make_report, run_seeds
-from bpcompile.experiments import sweep as sweep_mod
+from test_sweep import _count_calls as count_calls
 from bpcompile.experiments.report import load_reference
 from bpcompile.runtime.checkpoint import write_json
 from bpcompile.spec import spec_from_dict
@@ -31,23 +31,6 @@ def tiny_spec(name="tiny", epochs=2, lr=0.01):
         "optimizer": {"name": "adam", "lr": lr},
         "train": {"epochs": epochs, "device": "cpu"},
     })
-
-
-def count_calls(monkeypatch):
-    calls = {"run": [], "resume": []}
-    real_run, real_resume = sweep_mod.run_experiment, sweep_mod.resume_experiment
-
-    def run(spec, *, out, **kw):
-        calls["run"].append(Path(out).name)
-        return real_run(spec, out=out, **kw)
-
-    def resume(path, **kw):
-        calls["resume"].append(Path(path).name)
-        return real_resume(path, **kw)
-
-    monkeypatch.setattr(sweep_mod, "run_experiment", run)
-    monkeypatch.setattr(sweep_mod, "resume_experiment", resume)
-    return calls
 
 
 def table_rows(report: Path) -> dict:

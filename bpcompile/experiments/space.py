@@ -23,6 +23,7 @@ from typing import Any, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
 from ..errors import BpcompileError
+from ..spec.io import read_json_object
 
 COMMENT_KEY = "$comment"
 KINDS = ("log_uniform", "uniform", "choice")
@@ -174,19 +175,7 @@ def parse_space(raw: Any, source: str = "search space") -> SearchSpace:
 
 
 def load_space(path: Union[str, Path]) -> SearchSpace:
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise BpcompileError(f"search space file {str(path)!r} does not exist.") from None
-    except OSError as err:
-        raise BpcompileError(f"search space file {str(path)!r} cannot be read: {err.strerror}.") from None
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise BpcompileError(f"search space file {str(path)!r} is not valid JSON: {err.msg} at line {err.lineno}, "
-                             f"column {err.colno}.") from None
-    return parse_space(raw, f"search space file {str(path)!r}")
+    return parse_space(read_json_object(path, "search space file"), f"search space file {str(path)!r}")
 
 
 def as_space(space: Union[SearchSpace, dict, str, Path]) -> SearchSpace:

@@ -94,21 +94,27 @@ def spec_from_dict(raw: dict, source: str = "spec") -> ExperimentSpec:
         raise BpcompileError(format_validation_error(err, source)) from None
 
 
-def read_spec_dict(path: str | Path) -> dict:
+def read_json_object(path: str | Path, what: str = "spec file") -> dict:
+    """The JSON object in `path`; a missing, unreadable or malformed file is a one-paragraph BpcompileError that
+    calls the file `what` ('spec file', 'search space file', ...)."""
     path = Path(path)
     try:
         text = path.read_text()
     except FileNotFoundError:
-        raise BpcompileError(f"spec file {str(path)!r} does not exist.") from None
+        raise BpcompileError(f"{what} {str(path)!r} does not exist.") from None
     except OSError as err:
-        raise BpcompileError(f"spec file {str(path)!r} cannot be read: {err.strerror}.") from None
+        raise BpcompileError(f"{what} {str(path)!r} cannot be read: {err.strerror}.") from None
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as err:
-        raise BpcompileError(f"spec file {str(path)!r} is not valid JSON: {err.msg} at line {err.lineno}, column {err.colno}.") from None
+        raise BpcompileError(f"{what} {str(path)!r} is not valid JSON: {err.msg} at line {err.lineno}, column {err.colno}.") from None
     if not isinstance(raw, dict):
-        raise BpcompileError(f"spec file {str(path)!r} must hold a JSON object, not {type(raw).__name__}.")
+        raise BpcompileError(f"{what} {str(path)!r} must hold a JSON object, not {type(raw).__name__}.")
     return raw
+
+
+def read_spec_dict(path: str | Path) -> dict:
+    return read_json_object(path, "spec file")
 
 
 def load_spec(path: str | Path, overrides: Iterable[str] = ()) -> ExperimentSpec:
