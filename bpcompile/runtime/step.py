@@ -50,7 +50,7 @@ class CompiledStep:
 
 
 class CompiledEval:
-    """Runs the evaluation graph; returns (error %, mean loss) over a loader's epoch."""
+    """Runs the evaluation graph over a loader's epoch (every rank's shard); returns errors and mean loss."""
 
     def __init__(self, program, loss_name: str, dist=None):
         self.dist = dist or SINGLE_PROCESS
