@@ -482,16 +482,9 @@ def print_table(rows: list[dict], title: str):
         speedups = [fmt(r.get(f"speedup_vs_{b}"), ".2f") if r["impl"] == "triton" else "" for b in BASELINES]
         lines.append([r["layer"], str(r["batch"]), r["impl"], *timing, fmt(r["weights_activations_mb"], ".1f"),
                       r.get("check") or "-", *speedups])
-    try:
-        from rich.console import Console
-        from rich.table import Table
-    except ImportError:
-        print(title)
-        widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(headers)]
-        print("  ".join(h.rjust(w) for h, w in zip(headers, widths)))
-        for line in lines:
-            print("  ".join(v.rjust(w) for v, w in zip(line, widths)))
-        return
+    from rich.console import Console   # a dependency of bpcompile
+    from rich.table import Table
+
     table = Table(title=title)
     for h in headers:
         table.add_column(h, justify="left" if h in ("layer", "impl", "check") else "right")

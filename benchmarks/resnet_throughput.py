@@ -382,16 +382,9 @@ def print_table(rows: list[dict], title: str):
                       fmt(r["overhead_vs_bp_pct"], "+.1f"), fmt(r["time_ratio_vs_plain"], ".3f"),
                       fmt(r["tflops"], ".2f" if r["tflops"] >= 0.01 else ".2g"), fmt(r["pct_peak"]),
                       fmt(r["peak_mem_mb"], ".0f"), fmt(r["build_seconds"]), fmt(r["final_loss"], ".3f")])
-    try:
-        from rich.console import Console
-        from rich.table import Table
-    except ImportError:
-        print(title)
-        widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(headers)]
-        print("  ".join(h.rjust(w) for h, w in zip(headers, widths)))
-        for line in lines:
-            print("  ".join(v.rjust(w) for v, w in zip(line, widths)))
-        return
+    from rich.console import Console   # a dependency of bpcompile
+    from rich.table import Table
+
     table = Table(title=title)
     for h in headers:
         table.add_column(h, justify="left" if h == "case" else "right")
