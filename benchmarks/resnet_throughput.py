@@ -239,7 +239,7 @@ def build_bpcompile(rule: str, args, device):
     program = compile_experiment(spec, device)
     optimizer = build_optimizer(spec.optimizer, program.network.parameters())
     rule_step = RuleStep(program, optimizer, spec.train.seed)
-    rule_step.begin_epoch(0)
+    rule_step.select("train")
     rule_step.start()  # the rule's start hooks (weight mirror: pre_batches = 0 mirror batches), untimed
 
     def step(x, y):

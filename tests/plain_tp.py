@@ -5,8 +5,10 @@ Written from the equations in ../shared/reference/papers.md with plain tensor op
 torch.autograd on the explicit losses; nothing of bpcompile is imported. The transposed map of
 an LC / conv layer is the vector-Jacobian product of its plain forward map (unfold + einsum,
 F.conv2d) with respect to its input. Conventions bpcompile documents: squared norms sum over
-units and average over the batch; the DTP/TP first target uses the per-example loss gradient;
-h_L = softmax / sigmoid / identity of the logits by the loss; AO-SDTP's z is a linear map."""
+units (rule.loss_reduction 'sum', or 'mean' over units) and average over the batch; the DTP/TP
+first target uses the per-example loss gradient (rule.first_target_gradient 'per_example') or
+the batch-mean one ('batch_mean'); h_L = softmax / sigmoid / identity of the logits by the loss;
+AO-SDTP's z is a linear map of h_{L-1} (rule.aux_activation 'linear') or its tanh."""
 
 import torch
 import torch.nn.functional as F
@@ -58,6 +60,12 @@ def activity(loss_name, logits):
     return logits
 
 
+def squared(diff, reduction):
+    """||diff||^2 per example (sum over units, or mean), averaged over the batch."""
+    per_example = (diff ** 2).reshape(diff.shape[0], -1)
+    return (per_example.sum(1) if reduction == "sum" else per_example.mean(1)).mean()
+
+
 def tp_step(rule, layers, params, inverses, x, y, loss_name, noise, aux=None):
     """One step of rule.name in (tp, dtp, sdtp, ao_sdtp). params: forward tensors by name; inverses:
     {layer: (V, c)}; noise: {layer: standard normal tensor}; aux: AO-SDTP's fixed output weights.
@@ -67,6 +75,13 @@ def tp_step(rule, layers, params, inverses, x, y, loss_name, noise, aux=None):
     names = [b[0][1] for b in blocks]
     top = len(blocks) - 1
     batch = x.shape[0]
+    reduction = rule.loss_reduction
+
+    def features(h):
+        """AO-SDTP's auxiliary units z of h_{L-1}."""
+        z = h @ aux.t()
+        return torch.tanh(z) if rule.aux_activation == "tanh" else z
+
     hs = [x]
     for block in blocks:
         hs.append(block_out(block, params, hs[-1]).detach())
@@ -86,14 +101,15 @@ def tp_step(rule, layers, params, inverses, x, y, loss_name, noise, aux=None):
     if top >= 1:
         if rule.name in ("tp", "dtp"):
             h = hs[top].clone().requires_grad_(True)
-            per_example_sum = task_loss(loss_name, block_out(blocks[top], params, h), y) * batch
-            (grad,) = torch.autograd.grad(per_example_sum, h)
+            mean_loss = task_loss(loss_name, block_out(blocks[top], params, h), y)
+            scale = batch if rule.first_target_gradient == "per_example" else 1
+            (grad,) = torch.autograd.grad(mean_loss * scale, h)
             t[top] = hs[top] - rule.alpha * grad
         else:
             p = activity(loss_name, logits)
             label = F.one_hot(y, p.shape[1]).to(p.dtype)
             if rule.name == "ao_sdtp":
-                z = hs[top] @ aux.t()
+                z = features(hs[top])
                 h_top, t_top = torch.cat([p, z], 1), torch.cat([label, z], 1)
             else:
                 h_top, t_top = p, label
@@ -114,7 +130,7 @@ def tp_step(rule, layers, params, inverses, x, y, loss_name, noise, aux=None):
         if j == top:
             loss = task_loss(loss_name, out, y)
         else:
-            loss = ((out - t[j + 1]) ** 2).reshape(batch, -1).sum(1).mean()
+            loss = squared(out - t[j + 1], reduction)
             local[name] = loss.detach()
         grads.update(zip(mine, torch.autograd.grad(loss, list(mine.values()))))
 
@@ -130,10 +146,10 @@ def tp_step(rule, layers, params, inverses, x, y, loss_name, noise, aux=None):
         if j == top:
             out = activity(loss_name, out)
             if rule.name == "ao_sdtp":
-                out = torch.cat([out, noisy @ aux.t()], 1)
+                out = torch.cat([out, features(noisy)], 1)
         reference = noisy if rule.name in ("tp", "dtp") else hs[j]
-        loss = ((g(j, out, {name: (V, c)} | {k: v for k, v in inverses.items() if k != name}) - reference) ** 2)
-        loss = loss.reshape(batch, -1).sum(1).mean()
+        loss = squared(g(j, out, {name: (V, c)} | {k: v for k, v in inverses.items() if k != name}) - reference,
+                       reduction)
         inverse_losses[name] = loss.detach()
         gV, gc = torch.autograd.grad(loss, [V, c])
         grads[f"{name}.inverse_weight"], grads[f"{name}.inverse_bias"] = gV, gc

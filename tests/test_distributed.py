@@ -27,6 +27,9 @@ RULES = {
     "weight_mirror": {"name": "weight_mirror", "mirror": {"lr": 0.05, "batch_size": 4, "pre_batches": 2}},
     "dtp": {"name": "dtp", "schedule": "parallel"},
     "dtp_alternating": {"name": "dtp", "schedule": "alternating"},
+    # turns over blocks of 3 batches: the last block holds the short last batch
+    "sdtp_alternating_blocks": {"name": "sdtp", "schedule": "alternating",
+                                "alternation": {"block_batches": 3, "inverse_passes": 2}},
 }
 
 

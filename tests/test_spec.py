@@ -13,7 +13,8 @@ from bpcompile.spec import (
     NetworkSpec, ResNet, RuleOverride, SignSymmetry, TrainSpec, WeightMirror, apply_overrides, json_schema, load_spec,
     save_spec, spec_from_dict, spec_to_json,
 )
-from bpcompile.spec.paper import COLUMNS, paper_experiment, table5
+from bpcompile.experiments.sweep import diff_paths
+from bpcompile.spec.paper import COLUMNS, SHIPPED, paper_experiment, table5
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,11 +52,43 @@ def test_table5_cells_are_read_as_printed():
         "inv_beta2": 0.99, "inv_eps": 1e-8, "sigma": 0.023804}
     assert table5("mnist", "fc", "dtp_parallel")["alpha"] == 0.15008
     assert table5("mnist", "lc", "bp_conv")["lr"] == 2.97e-4
-    spec = paper_experiment("mnist", "fc", "fa")
+    spec = paper_experiment("mnist", "fc", "fa", settings="printed")
     assert (spec.optimizer.lr, spec.optimizer.betas, spec.optimizer.eps) == (1.68e-4, (0.9, 0.999), 1e-4)
     for (dataset, arch), columns in COLUMNS.items():
         for column in columns:
             assert table5(dataset, arch, column)["lr"] > 0
+
+
+def test_imagenet_inverse_eps_is_as_printed():
+    """Table 5, ImageNet LC: inverse eps 1e-6 (DTP parallel), 1e-8 (DTP alternating), 1e-8 (SDTP parallel)."""
+    assert [table5("imagenet", "lc", c)["inv_eps"] for c in ("dtp_parallel", "dtp_alternating", "sdtp_parallel")] == [
+        1e-6, 1e-8, 1e-8]
+
+
+def test_printed_settings_stay_available_and_shipped_ones_apply_only_the_recorded_changes():
+    deviations = (ROOT / "docs" / "DEVIATIONS.md").read_text()
+    for (dataset, arch, column), changes in SHIPPED.items():
+        printed = json.loads(spec_to_json(paper_experiment(dataset, arch, column, settings="printed")))
+        shipped = json.loads(spec_to_json(paper_experiment(dataset, arch, column)))
+        assert "docs/DEVIATIONS.md" in shipped["description"] and "DEVIATIONS" not in printed["description"]
+        changed = set(diff_paths(printed, shipped)) - {"description"}
+        assert changed and changed <= {p for path in changes for p in _leaves(path, changes[path])}, changed
+        rule, schedule = column.rsplit("_", 1) if "tp_" in column else (column, "")
+        name = f"{'cifar' if dataset == 'cifar10' else dataset}_{arch}_{rule}" + ("_parallel" if schedule == "parallel" else "")
+        assert f"`{name}`" in deviations, f"docs/DEVIATIONS.md has no row naming {name}"
+    spec = paper_experiment("mnist", "fc", "sdtp_parallel", settings="printed")
+    assert spec.rule.inverse_optimizer.betas == (0.99, 0.95)          # Table 5 as printed
+    with pytest.raises(ValueError, match="settings must be"):
+        paper_experiment("mnist", "fc", "bp", settings="tuned")
+
+
+def _leaves(path, value):
+    """The dotted paths of the leaves under `path` set to `value` (list items by index)."""
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _leaves(f"{path}.{i}", v)]
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _leaves(f"{path}.{k}", v)]
+    return [path]
 
 
 def test_schema_documents_defaults_and_descriptions():

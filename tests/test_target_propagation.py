@@ -3,6 +3,8 @@
 tests/plain_tp.py on random dense, locally connected and conv nets: the targets, the local and
 inverse losses, and every forward and inverse parameter update."""
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
@@ -10,9 +12,11 @@ from bpcompile.compiler import compile_experiment
 from bpcompile.compiler.dump import dump_text
 from bpcompile.errors import BpcompileError
 from bpcompile.optim import build_optimizer
+from bpcompile.runtime.metrics import AlignmentProbe
+from bpcompile.runtime.schedule import epoch_steps, steps_per_epoch
 from bpcompile.runtime.step import RuleStep
 from bpcompile.spec import (
-    AOSDTP, DTP, SDTP, SGD, TP, Activation, Dense, ExperimentSpec, Flatten, LocallyConnected, NetworkSpec, Pool,
+    AOSDTP, DTP, SDTP, SGD, TP, Activation, Alternation, Dense, ExperimentSpec, Flatten, LocallyConnected, NetworkSpec, Pool,
     Synthetic, TrainSpec,
 )
 from plain_nets import rel_error
@@ -77,9 +81,9 @@ class Recorded:
         params = {k: v.detach().clone() for k, v in self.program.network.named_parameters()}
         return params, {k: v.clone() for k, v in self.program.state.items()}
 
-    def __call__(self, x, y, epoch=0):
+    def __call__(self, x, y, phase="train"):
         self.noise.clear()
-        self.step.begin_epoch(epoch)
+        self.step.select(phase)
         before = self.snapshot()
         self.step(x, y)
         return before, self.snapshot()
@@ -97,8 +101,8 @@ def reference(spec, plain, params, state, x, y, noise):
 def check_step(spec, plain, shape, classes, seed, phases=("train",)):
     run = Recorded(spec, seed)
     x, y = batch(shape, classes, seed, size=6)
-    for epoch, phase in enumerate(phases):
-        (params, state), (params_after, state_after) = run(x, y, epoch)
+    for phase in phases:
+        (params, state), (params_after, state_after) = run(x, y, phase)
         assert run.step.phase == phase
         targets, local, inverse_losses, grads = reference(spec, plain, params, state, x, y, run.noise)
         outputs = run.step.last_outputs
@@ -133,6 +137,56 @@ def test_one_parallel_step_equals_the_plain_algorithm_on_random_nets(rule, kind,
     check_step(spec, plain, shape, classes, seed)
 
 
+# the spec options that explore Bartunov et al.'s unstated choices (docs/DEVIATIONS.md), each against the plain step
+OPTIONS = [
+    ("tp", {"loss_reduction": "mean", "first_target_gradient": "batch_mean"}),
+    ("dtp", {"loss_reduction": "mean"}),
+    ("dtp", {"first_target_gradient": "batch_mean"}),
+    ("sdtp", {"loss_reduction": "mean"}),
+    ("ao_sdtp", {"aux_activation": "tanh", "aux_units": 3}),
+    ("ao_sdtp", {"loss_reduction": "mean", "aux_units": 13}),
+]
+
+
+@pytest.mark.parametrize("rule,options", OPTIONS)
+@pytest.mark.parametrize("kind,seed", [("dense", 21), ("lc", 22), ("conv", 23)])
+def test_rule_options_equal_the_plain_algorithm_on_random_nets(rule, options, kind, seed):
+    spec, plain, shape, classes = make_spec(seed, kind, rule_of(rule).model_copy(update=options))
+    spec = spec.model_copy(update={"optimizer": SGD(lr=LR, momentum=0.0)})
+    check_step(spec, plain, shape, classes, seed)
+
+
+def test_inverse_error_is_per_unit_whatever_the_loss_reduction():
+    """The probe's inverse_error is mean ||g(f(h)) - h||^2 per unit of h: the same number for both reductions."""
+    errors = []
+    for reduction in ("sum", "mean"):
+        spec, _, shape, classes = spec_for(two_lc_net(), rule_of("sdtp").model_copy(update={"loss_reduction": reduction}),
+                                           seed=32)
+        program = compile_experiment(spec)
+        x, y = batch(shape, classes, 32, size=6)
+        layers = AlignmentProbe(program, x, y).measure()
+        errors.append({name: entry["inverse_error"] for name, entry in layers.items() if "inverse_error" in entry})
+    assert set(errors[0]) == {"lc2", "fc1", "out"}
+    for name in errors[0]:
+        assert errors[0][name] == pytest.approx(errors[1][name], rel=1e-9), name
+
+
+def test_options_change_the_step():
+    """Each option reaches the compiled program: its targets, losses or updates differ from the default's."""
+    x, y = batch((2, 7, 7), 4, 31, size=6)
+    def outputs(rule):
+        spec, *_ = spec_for(two_lc_net(), rule, seed=31)
+        run = Recorded(spec, 31)
+        run(x, y)
+        return run.step.last_outputs
+    for rule, options in OPTIONS:
+        base, changed = outputs(rule_of(rule)), outputs(rule_of(rule).model_copy(update=options))
+        if "aux_units" in options:     # a different width: the target of the top hidden layer differs
+            assert not torch.allclose(base[("target", "fc1")], changed[("target", "fc1")]), options
+            continue
+        assert any(not torch.allclose(base[k], changed[k]) for k in base), options
+
+
 @pytest.mark.parametrize("rule", ["dtp", "sdtp", "ao_sdtp"])
 def test_lc_inverses_are_transposed_lc_maps_and_match_the_plain_algorithm(rule):
     spec, plain, shape, classes = spec_for(two_lc_net(), rule_of(rule), seed=11)
@@ -155,6 +209,43 @@ def test_alternating_phases_train_only_their_own_parameters(rule):
     assert run.program.schedule == ["inverse", "forward"]
 
 
+class Batches:
+    """A loader of `n` batches whose batch b of epoch e is (e, b)."""
+
+    def __init__(self, n):
+        self.n = n
+
+    def __len__(self):
+        return self.n
+
+    def epoch(self, epoch):
+        return ((epoch, b) for b in range(self.n))
+
+
+@pytest.mark.parametrize("alternation,expected", [
+    (Alternation(), [("inverse", b) for b in range(5)] + [("forward", b) for b in range(5)]),
+    (Alternation(block_batches=2, inverse_passes=2),
+     [("inverse", 0), ("inverse", 1), ("inverse", 0), ("inverse", 1), ("forward", 0), ("forward", 1),
+      ("inverse", 2), ("inverse", 3), ("inverse", 2), ("inverse", 3), ("forward", 2), ("forward", 3),
+      ("inverse", 4), ("inverse", 4), ("forward", 4)]),
+    (Alternation(block_batches=1, forward_passes=2),
+     [step for b in range(5) for step in (("inverse", b), ("forward", b), ("forward", b))]),
+    (None, [("train", b) for b in range(5)]),
+])
+def test_schedule_turns_cover_the_epoch_in_blocks(alternation, expected):
+    program = SimpleNamespace(schedule=["train"] if alternation is None else ["inverse", "forward"],
+                              alternation=alternation)
+    steps = list(epoch_steps(program, Batches(5), epoch=3))
+    assert [(phase, index) for phase, index, _ in steps] == expected
+    assert all(batch == (3, index) for _, index, batch in steps)      # each turn reads the epoch's own batches
+    assert steps_per_epoch(program, Batches(5)) == len(steps)
+
+
+def test_alternation_is_refused_with_the_parallel_schedule():
+    with pytest.raises(ValueError, match="alternation only applies to schedule='alternating'"):
+        SDTP(alternation=Alternation(block_batches=4))
+
+
 @pytest.mark.parametrize("loss", ["sigmoid_cross_entropy", "mse"])
 def test_output_activity_follows_the_loss(loss):
     spec, plain, shape, classes = spec_for(two_lc_net(), rule_of("sdtp"), seed=13, loss=loss)
@@ -166,7 +257,7 @@ def test_inspect_shows_targets_inverse_passes_and_losses():
     text = dump_text(compile_experiment(spec))
     for needle in ["target_lc1 = ", "target_lc2 = ", "local_loss_fc1 = ", "inverse_loss_lc2 = ",
                    "bpcompile.locally_connected_grad_input(", "lc2_inverse_weight", "# lc2 inverse",
-                   "# lc2 inverse_grad_weight", "noise_lc2: noise", "epochs take turns running the 'inverse' part"]:
+                   "# lc2 inverse_grad_weight", "noise_lc2: noise", "# schedule: alternating turns over the whole epoch: 1 pass(es) of the 'inverse' part"]:
         assert needle in text, needle
 
 

@@ -55,20 +55,20 @@ def compile_experiment(spec, device: torch.device | str = "cpu", prefer: tuple[s
     # the untouched BP program: the reference the alignment metrics compare the rule's updates with
     probe_graph, probe_sig = copy.deepcopy(train_graph), copy.deepcopy(train_sig)
     ctx = RewriteContext(graph=train_graph, signature=train_sig, network=network, spec=spec)
-    schedule = {}
+    tp_fields = {}
     if target_propagation:
         # target propagation emits its own program (targets, inverses, local losses) instead of rewriting BP's
         built = compile_target_propagation(ctx)
-        train_graph, train_sig = built["graph"], built["signature"]
-        schedule = dict(phases=built["phases"], schedule=built["schedule"], noise_shapes=built["noise_shapes"])
+        train_graph, train_sig = built.pop("graph"), built.pop("signature")
+        tp_fields = built          # phases, schedule, alternation, noise shapes, loss reduction
     else:
         apply_rules(ctx, assigned)
-    graphs = [train_graph, eval_graph, probe_graph] + [g for g, _ in schedule.get("phases", {}).values()]
+    graphs = [train_graph, eval_graph, probe_graph] + [g for g, _ in tp_fields.get("phases", {}).values()]
     for graph in graphs:
         lower(graph, device, prefer)
     return Program(
         train_graph=train_graph, train_signature=train_sig, eval_graph=eval_graph, eval_signature=eval_sig,
         network=network, layer_rules={k: v.name for k, v in assigned.items()}, rule_name=spec.rule.name,
         state=ctx.state, rewrites=ctx.rewrites, device=device, hooks=ctx.hooks, extra_graphs=ctx.extra_graphs,
-        probe_graph=probe_graph, probe_signature=probe_sig, **schedule,
+        probe_graph=probe_graph, probe_signature=probe_sig, **tp_fields,
     )

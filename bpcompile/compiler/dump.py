@@ -86,8 +86,12 @@ def dump_text(program: Program, stage: str = "all") -> str:
         f"# {len(program.rewrites)} node(s) rewritten by the rule; device {program.device}",
     ]
     if program.phases:
-        header.append("# schedule: epochs take turns running " + ", then ".join(
-            f"the {name!r} part ({', '.join(sorted({s.kind for s in sig.outputs} - {'loss', 'logits'}))})"
+        turns = program.alternation
+        block = f"blocks of {turns.block_batches} batches" if turns.block_batches else "the whole epoch"
+        passes = {"inverse": turns.inverse_passes, "forward": turns.forward_passes}
+        header.append(f"# schedule: alternating turns over {block}: " + ", then ".join(
+            f"{passes[name]} pass(es) of the {name!r} part "
+            f"({', '.join(sorted({s.kind for s in sig.outputs} - {'loss', 'logits'}))})"
             for name, (_, sig) in ((n, program.phases[n]) for n in program.schedule))
             + " of the program below")
     backward_title = "backward:"

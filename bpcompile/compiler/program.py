@@ -68,11 +68,14 @@ class Program:
     extra_graphs: dict = field(default_factory=dict)      # e.g. 'mirror' -> (GraphModule, Signature)
     probe_graph: Optional[GraphModule] = None             # the BP training graph, for alignment metrics
     probe_signature: Optional[Signature] = None
-    # the schedule: which graph trains in epoch e is phases[schedule[e % len(schedule)]]; the default
-    # single phase 'train' is train_graph (target propagation's alternating schedule has two)
+    # the schedule: the phases that take turns (the default single phase 'train' is train_graph;
+    # target propagation's alternating schedule has 'inverse' and 'forward', taking turns as
+    # `alternation` says: runtime/schedule.py)
     phases: dict = field(default_factory=dict)            # phase name -> (GraphModule, Signature)
     schedule: list = field(default_factory=lambda: ["train"])
+    alternation: Optional[object] = None                  # rule.alternation when phases take turns
     noise_shapes: dict = field(default_factory=dict)      # 'noise' input name -> per-example shape
+    loss_reduction: str = "sum"                           # how the local / inverse losses reduce over units
 
     def phase(self, name: str) -> tuple[GraphModule, Signature]:
         return self.phases.get(name, (self.train_graph, self.train_signature))

@@ -18,12 +18,12 @@ from .precision import to_channels_last
 from .program import META_LAYER, META_OP, META_ROLE, Signature, Slot
 
 
-def trace_batch_size(network) -> int:
-    """A batch size for tracing that equals no other input dimension: symbolic
-    tracing gives equal input sizes one symbol ("duck sizing"), which would tie
-    the batch to, say, a 7x7 feature map."""
+def trace_batch_size(network, extra=()) -> int:
+    """A batch size for tracing that equals no other input dimension (of the network or of the
+    `extra` tensors a rule adds): symbolic tracing gives equal input sizes one symbol ("duck
+    sizing"), which would tie the batch to, say, a 7x7 feature map."""
     dims = set(network.input_shape)
-    for tensor in list(network.parameters()) + list(network.buffers()):
+    for tensor in list(network.parameters()) + list(network.buffers()) + list(extra):
         dims.update(tensor.shape)
     candidate = 5
     while candidate in dims:

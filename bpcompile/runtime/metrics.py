@@ -59,8 +59,9 @@ class AlignmentProbe:
             if b is not None and b.shape == w.shape:
                 entry["feedback_angle"] = angle_degrees(w, b)
                 entry["feedback_norm_ratio"] = float(b.norm() / w.norm())
-            if info.name in reconstruction:
-                entry["inverse_error"] = float(reconstruction[info.name]) / math.prod(info.in_shape)
+            if info.name in reconstruction:   # per unit, whether the loss sums or averages over units
+                units = math.prod(info.in_shape) if program.loss_reduction == "sum" else 1
+                entry["inverse_error"] = float(reconstruction[info.name]) / units
             if entry:
                 layers[info.name] = entry
         return layers

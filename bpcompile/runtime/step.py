@@ -88,8 +88,9 @@ class CompiledEval:
 class RuleStep:
     """One training step as the rule defines it: before-step hooks, the compiled graph of the current
     phase, the forward optimiser, after-step hooks (Kolen-Pollack's paired update, weight mirror's
-    mirror batches, target propagation's inverse optimiser, ...). `begin_epoch` picks the phase of
-    the program's schedule; noise inputs come from the step's own seeded generator."""
+    mirror batches, target propagation's inverse optimiser, ...). `select` picks the phase of the
+    program's schedule that the next steps run (runtime/schedule.py says which); noise inputs come
+    from the step's own seeded generator."""
 
     def __init__(self, program, optimizer, seed: int = 0, dist=None):
         self.program, self.optimizer = program, optimizer
@@ -102,10 +103,11 @@ class RuleStep:
         self.last_outputs: dict = {}       # the last step's extra outputs (targets, losses), by (kind, name)
         self.generator = torch.Generator(device=program.device).manual_seed(seed * 1_000_003 + NOISE_STREAM)
 
-    def begin_epoch(self, epoch: int) -> str:
-        """Select the phase that trains in `epoch` (0-based); returns its name."""
-        self.phase = self.program.schedule[epoch % len(self.program.schedule)]
-        return self.phase
+    def select(self, phase: str) -> None:
+        """Run the program's phase `phase` ('train', or 'inverse' / 'forward') from the next step on."""
+        if phase not in self.compiled:
+            raise ValueError(f"the program has no phase {phase!r}; it has {sorted(self.compiled)}")
+        self.phase = phase
 
     def noise(self, name: str, shape: tuple) -> torch.Tensor:
         return torch.randn(shape, generator=self.generator, device=self.program.device)

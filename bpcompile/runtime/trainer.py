@@ -27,6 +27,7 @@ from .distributed import SINGLE_PROCESS, Distributed
 from ..optim import build_optimizer, build_scheduler
 from .rundir import CHECKPOINT, RunDir
 from .metrics import AlignmentProbe
+from .schedule import FORWARD_PHASES, epoch_steps, steps_per_epoch
 from .step import CompiledEval, RuleStep
 
 FINITE_CHECK_EVERY = 50  # steps between divergence checks (each one syncs the GPU)
@@ -143,27 +144,27 @@ class Trainer:
         loss_sum = torch.zeros((), device=self.device)
         errors = torch.zeros((), dtype=torch.long, device=self.device)
         count = 0
-        phase = self.step.begin_epoch(epoch)
-        label = f"epoch {epoch + 1}/{self.spec.train.epochs}" + (f" ({phase})" if phase != "train" else "")
+        label = f"epoch {epoch + 1}/{self.spec.train.epochs}"
+        steps, step = epoch_steps(self.program, self.train_loader, epoch), 0
         with self._progress() as bar:
-            task = bar.add_task(label, total=len(self.train_loader), loss="-")
-            for step, (x, y) in enumerate(self.train_loader.epoch(epoch), start=1):
-                loss, logits = self.step(x, y, self.train_loader.global_size(step - 1))
-                loss_sum += loss.detach() * len(y)
-                errors += (logits.argmax(1) != y).sum()
-                count += len(y)
+            task = bar.add_task(label, total=steps_per_epoch(self.program, self.train_loader), loss="-")
+            for step, (phase, index, (x, y)) in enumerate(steps, start=1):
+                self.step.select(phase)
+                loss, logits = self.step(x, y, self.train_loader.global_size(index))
+                if phase in FORWARD_PHASES:   # the train loss and error of the weights as they learn
+                    loss_sum += loss.detach() * len(y)
+                    errors += (logits.argmax(1) != y).sum()
+                    count += len(y)
                 if step % FINITE_CHECK_EVERY == 0:
                     bar.update(task, loss=f"{self._check(step, loss_sum, count):.4f}")
                 bar.advance(task)
-        train_loss = self._check(len(self.train_loader), loss_sum, count)
+        train_loss = self._check(step, loss_sum, count)
         errors, count = self.dist.sum([float(errors), count], self.device)
         # each rank's batch norm saw only its shards: evaluate and checkpoint with the ranks' mean statistics
         self.dist.average(list(self.program.network.buffers()))
         self.scheduler.step()
         row = {"epoch": epoch + 1, "train_loss": train_loss, "train_error": 100.0 * float(errors) / max(count, 1),
                "lr": self.optimizer.param_groups[0]["lr"], "train_seconds": time.perf_counter() - started}
-        if phase != "train":
-            row["phase"] = phase
         return row
 
     def start(self) -> None:
@@ -348,7 +349,8 @@ def dry_run(spec, steps: int, *, device: Optional[str] = None, console: Optional
         start, stop = dist.shard.bounds(len(y))
         x, y = x[start:stop].to(torch_device), y[start:stop].to(torch_device)
         t = time.perf_counter()
-        phase = step.begin_epoch(i)   # an alternating schedule's phases take turns, one step each
+        phase = program.schedule[i % len(program.schedule)]   # an alternating schedule's phases: a step each
+        step.select(phase)
         loss, _ = step(x, y, spec.data.batch_size)
         loss = dist.sum([float(loss) * len(y)], torch_device)[0] / spec.data.batch_size
         if not math.isfinite(loss):

@@ -15,7 +15,7 @@ from .layers import (
 )
 from .optim import SGD, Adam, ConstantLR, CosineLR, MultiStepLR, OptimizerSpec, ScheduleSpec, StepLR
 from .rules import (
-    AOSDTP, BP, DFA, DTP, FA, SDTP, TARGET_PROPAGATION_RULES, TP, Feedback, GradientRuleSpec, KolenPollack,
+    AOSDTP, BP, DFA, DTP, FA, SDTP, TARGET_PROPAGATION_RULES, TP, Alternation, Feedback, GradientRuleSpec, KolenPollack,
     MirrorSettings, RuleOverride, RuleSpec, SignSymmetry, WeightMirror,
 )
 from .train import TrainSpec

@@ -4,13 +4,17 @@ hyper-parameters, and `paper_experiment` to build a spec for any cell.
 Values are as printed in the paper (../shared/reference/papers.md), including
 the few outside Table 4's search space. Where a row is not printed for a data
 set (beta1 for CIFAR and MNIST LC, inverse beta1 outside MNIST FC), the
-search space's fixed value 0.9 is used.
+search space's fixed value 0.9 is used. `paper_experiment(..., settings="printed")`
+builds a cell exactly so; the default "shipped" applies `SHIPPED`, the departures
+docs/DEVIATIONS.md records where the printed settings do not train here.
 """
 
-from typing import Optional
+import json
+from typing import Literal, Optional
 
 from .data import CIFAR10, MNIST, ImageNet
 from .experiment import ExperimentSpec, NetworkSpec
+from .io import apply_overrides, spec_from_dict, spec_to_json
 from .layers import Activation, Conv2d, Dense, Flatten, LocallyConnected
 from .optim import Adam
 from .rules import AOSDTP, BP, DFA, DTP, FA, SDTP
@@ -104,7 +108,7 @@ _TABLE5 = {
         lr=[2.17e-4, 1.01e-4, 1.1e-5, 2.4e-5, 4.9e-5, 4.3e-5],
         beta1=[0.9] * 6, beta2=[0.99, 0.99, 0.999, 0.999, 0.99, 0.99],
         eps=[1e-6, 1e-8, 1e-6, 1e-8, 1e-8, 1e-4],
-        inv_lr=[2.34e-4, 6.4e-5, 1.70e-4], inv_beta1=[0.9] * 3, inv_beta2=[0.999] * 3, inv_eps=[1e-8] * 3,
+        inv_lr=[2.34e-4, 6.4e-5, 1.70e-4], inv_beta1=[0.9] * 3, inv_beta2=[0.999] * 3, inv_eps=[1e-6, 1e-8, 1e-8],
         alpha=[0.163359, 0.03706], sigma=[0.192835, 0.097217, 0.168522],
     ),
 }
@@ -127,16 +131,73 @@ def table5(dataset: str, arch: str, column: str) -> dict:
     return row
 
 
+# ---- the shipped specs' departures from Table 5 ------------------------------
+
+# Where a cell's printed settings do not train in this implementation, the shipped spec changes them:
+# (data set, arch, column) -> {spec field path, in the --set syntax: value}. Every entry is a row of
+# docs/DEVIATIONS.md, with the runs that show why; settings="printed" builds the cell as printed.
+SHIPPED = {
+    # Table 5's inverse beta1 0.99 (outside Table 4's fixed 0.9): the inverses cannot track the forward net
+    # and SDTP collapses to chance (results/target_propagation: sdtp_parallel-printed)
+    ("mnist", "fc", "sdtp_parallel"): {"rule.inverse_optimizer.betas": [0.9, 0.95]},
+    # as printed, whole-epoch turns move the net away from the frozen inverses and the error climbs back
+    # (results/target_propagation: sdtp-printed); the winner of `bpcompile sweep` over specs/spaces/sdtp_mnist_fc.json
+    # on validation error (results/sweeps/mnist_fc_sdtp, trial 7), to 4 significant digits
+    ("mnist", "fc", "sdtp_alternating"): {
+        "optimizer.lr": 1.810e-4, "optimizer.betas": [0.9, 0.95], "optimizer.eps": 1e-6,
+        "rule.inverse_optimizer.lr": 1.311e-4, "rule.inverse_optimizer.betas": [0.9, 0.95],
+        "rule.inverse_optimizer.eps": 1e-8, "rule.noise_sigma": 0.2821},
+    # as printed DTP alternating ends at 2.33% after 100 epochs against the paper's 1.83%; the winner of
+    # `bpcompile sweep` over specs/spaces/dtp_mnist_fc.json on validation error (results/sweeps/mnist_fc_dtp,
+    # trial 0 of the 3 run), which also beats the printed settings' best validation error
+    ("mnist", "fc", "dtp_alternating"): {
+        "optimizer.lr": 4.506e-4, "optimizer.betas": [0.9, 0.99], "optimizer.eps": 1e-4,
+        "rule.inverse_optimizer.lr": 2.307e-4, "rule.inverse_optimizer.betas": [0.9, 0.95],
+        "rule.inverse_optimizer.eps": 1e-8, "rule.noise_sigma": 0.07127, "rule.alpha": 0.1822},
+    # as printed BP ends at 1.85% after 30 epochs against the paper's 1.48%; the winner of `bpcompile sweep` over
+    # Table 4's space on validation error (results/sweeps/mnist_fc_bp, trial 2): close to the printed values
+    ("mnist", "fc", "bp"): {"optimizer.lr": 1.583e-4, "optimizer.eps": 1e-4},
+    # as printed (eps 1e-4) FA ends at 3.05% after 30 epochs against the paper's 1.85%; the winner of
+    # `bpcompile sweep` over Table 4's space on validation error (results/sweeps/mnist_fc_fa, trial 1)
+    ("mnist", "fc", "fa"): {"optimizer.lr": 1.225e-4, "optimizer.betas": [0.9, 0.99], "optimizer.eps": 1e-8},
+    # no AO-SDTP column is printed (SDTP's is reused); with SDTP parallel's settings and 512 linear auxiliary units
+    # on 256 hidden units g_L rebuilds h_{L-1} from z alone and the label moves the target little
+    # (results/target_propagation: ao_sdtp_parallel-aux_512); the winner of `bpcompile sweep` over
+    # specs/spaces/sdtp_mnist_fc.json, with the width and z's activation, on validation error
+    # (results/sweeps/mnist_fc_ao_sdtp_parallel, trial 0), to 4 significant digits
+    ("mnist", "fc", "ao_sdtp_parallel"): {
+        "optimizer.lr": 4.506e-4, "optimizer.betas": [0.9, 0.99], "optimizer.eps": 1e-4,
+        "rule.inverse_optimizer.lr": 2.307e-4, "rule.inverse_optimizer.betas": [0.9, 0.95],
+        "rule.inverse_optimizer.eps": 1e-8, "rule.noise_sigma": 0.07127, "rule.aux_units": 256,
+        "rule.aux_activation": "tanh"},
+    # the same for the alternating schedule (results/sweeps/mnist_fc_ao_sdtp, trial 3): 64 linear units
+    ("mnist", "fc", "ao_sdtp_alternating"): {
+        "optimizer.lr": 2.495e-4, "optimizer.betas": [0.9, 0.999], "optimizer.eps": 1e-8,
+        "rule.inverse_optimizer.lr": 1.774e-4, "rule.inverse_optimizer.betas": [0.9, 0.99],
+        "rule.inverse_optimizer.eps": 1e-8, "rule.noise_sigma": 0.09289, "rule.aux_units": 64},
+}
+
+
 def _adam(lr, beta1, beta2, eps) -> Adam:
     return Adam(lr=lr, betas=(beta1, beta2), eps=eps)
 
 
+def shipped_changes(dataset: str, arch: str, column: str) -> dict:
+    """The shipped spec's departures from the printed settings of one cell ({} where there are none)."""
+    return dict(SHIPPED.get((dataset, arch, column), {}))
+
+
 def paper_experiment(dataset: str, arch: str, column: str, *, epochs: int = 100, batch_size: int = 128,
-                     name: Optional[str] = None, seed: int = 0) -> ExperimentSpec:
+                     name: Optional[str] = None, seed: int = 0,
+                     settings: Literal["shipped", "printed"] = "shipped") -> ExperimentSpec:
     """A spec for one Bartunov et al. cell: Table 3 net, Table 5 settings.
 
     column: a Table 5 column name (see COLUMNS), e.g. 'bp', 'fa', 'sdtp_alternating'.
-    'ao_sdtp_*' columns reuse the SDTP settings of the same schedule (no AO-SDTP column is printed)."""
+    'ao_sdtp_*' columns reuse the SDTP settings of the same schedule (no AO-SDTP column is printed).
+    settings: 'printed' is Table 5 as printed; 'shipped' (the specs in specs/) applies `SHIPPED`, the
+    recorded departures (docs/DEVIATIONS.md) where the printed settings do not train here."""
+    if settings not in ("shipped", "printed"):
+        raise ValueError(f"settings must be 'shipped' or 'printed', got {settings!r}")
     source_column = column.replace("ao_sdtp", "sdtp")
     hp = table5(dataset, "lc" if arch == "conv" else arch, "bp_conv" if arch == "conv" else source_column)
     rule_name = column.rsplit("_", 1)[0] if "tp_" in column else column
@@ -151,12 +212,21 @@ def paper_experiment(dataset: str, arch: str, column: str, *, epochs: int = 100,
     augment = ["hflip", "crop"] if dataset == "cifar10" else ([] if dataset == "mnist" else None)
     data = data_cls(batch_size=batch_size, **({"augment": augment} if augment is not None else {}))
     short = {"mnist": "mnist", "cifar10": "cifar", "imagenet": "imagenet"}[dataset]
-    return ExperimentSpec(
+    changes = shipped_changes(dataset, arch, column) if settings == "shipped" else {}
+    description = f"Bartunov et al. 2018, {dataset} {arch.upper()} net (Table 3), {column} with Table 5's settings"
+    if changes:
+        description += (" except " + ", ".join(f"{path}={json.dumps(value)}" for path, value in changes.items())
+                        + " (docs/DEVIATIONS.md)")
+    spec = ExperimentSpec(
         name=name or f"{short}_{arch}_{column}",
-        description=f"Bartunov et al. 2018, {dataset} {arch.upper()} net (Table 3), {column} with Table 5's settings.",
+        description=description + ".",
         data=data,
         network=network(dataset, arch),
         rule=rule,
         optimizer=_adam(hp["lr"], hp["beta1"], hp["beta2"], hp["eps"]),
         train=TrainSpec(epochs=epochs, seed=seed),
     )
+    if not changes:
+        return spec
+    raw = json.loads(spec_to_json(spec))     # the fields set, so the shipped JSON stays as short as the printed one
+    return spec_from_dict(apply_overrides(raw, [f"{path}={json.dumps(value)}" for path, value in changes.items()]))

@@ -130,28 +130,64 @@ GradientRuleSpec = Annotated[
 ]
 
 
+class Alternation(SpecModel):
+    """How the alternating schedule takes turns. The epoch's batches are cut into blocks; each block first trains
+    only the inverses (inverse_passes passes over it), then only the forward weights on the same batches
+    (forward_passes passes). The default, one block per epoch and one pass of each, is Lee et al.'s DTP code
+    (donghyunlee/dtp, conti_dtp.py: every epoch an inverse pass, then a forward pass over the same batches), the
+    schedule Bartunov et al. call alternating."""
+
+    block_batches: Optional[int] = Field(
+        None, gt=0, description="Batches per block (None: the whole epoch). Short blocks keep the inverses in step "
+        "with forward weights that move during a long forward turn (docs/DEVIATIONS.md, SDTP alternating).",
+    )
+    inverse_passes: int = Field(1, ge=1, description="Inverse-only passes over each block per turn.")
+    forward_passes: int = Field(1, ge=1, description="Forward-only passes over each block per turn.")
+
+
 class _TargetPropagation(SpecModel):
     schedule: Literal["parallel", "alternating"] = Field(
-        "parallel", description="'parallel': forward and inverse losses every step; 'alternating': an epoch of inverse "
-        "training, then an epoch of forward training, in turn (train.epochs counts both kinds)."
+        "parallel", description="'parallel': forward and inverse losses every step; 'alternating': turns of "
+        "inverse-only and forward-only training (rule.alternation). Either way an epoch trains the forward weights "
+        "on every batch once per forward pass."
     )
+    alternation: Alternation = Field(default_factory=Alternation, description="Turns of the alternating schedule.")
     noise_sigma: float = Field(0.1, gt=0, description="Std of the noise added to h_{l-1} in the inverse loss.")
+    loss_reduction: Literal["sum", "mean"] = Field(
+        "sum", description="Squared norms of the local and inverse losses: 'sum' over units (the papers' ||.||^2 "
+        "and Lee et al.'s mse) or 'mean' over units; both average over the batch. Under Adam only eps sees the "
+        "difference: with 'mean' the gradients are units times smaller, so a large eps makes the steps "
+        "proportional to the gradient instead of normalised.",
+    )
     inverse_optimizer: OptimizerSpec = Field(default_factory=Adam)
     inverse_init: Optional[InitSpec] = Field(None, description="Initialisation of the inverses V_l; default: network.init.")
 
+    @model_validator(mode="after")
+    def _alternation_needs_alternating(self):
+        if self.schedule == "parallel" and self.alternation != Alternation():
+            raise ValueError("rule.alternation only applies to schedule='alternating' (the schedule is 'parallel')")
+        return self
 
-class TP(_TargetPropagation):
+
+class _GradientFirstTarget(_TargetPropagation):
+    alpha: float = Field(0.1, gt=0, description="Step size of the first (gradient) target.")
+    first_target_gradient: Literal["per_example", "batch_mean"] = Field(
+        "per_example", description="The gradient in target_{L-1} = h_{L-1} - alpha dL/dh_{L-1}: of each example's "
+        "own loss ('per_example', Bartunov et al.'s equation) or of the batch-mean loss ('batch_mean', Lee et al.'s "
+        "code: batch-size times smaller).",
+    )
+
+
+class TP(_GradientFirstTarget):
     """Target propagation: target_{l-1} = g_l(target_l)."""
 
     name: Literal["tp"] = "tp"
-    alpha: float = Field(0.1, gt=0, description="Step size of the first (gradient) target.")
 
 
-class DTP(_TargetPropagation):
+class DTP(_GradientFirstTarget):
     """Difference target propagation (Lee et al. 2015) with the noise-preserving inverse loss."""
 
     name: Literal["dtp"] = "dtp"
-    alpha: float = Field(0.1, gt=0, description="Step size of the first (gradient) target.")
 
 
 class SDTP(_TargetPropagation):
@@ -163,11 +199,19 @@ class SDTP(_TargetPropagation):
 
 class AOSDTP(_TargetPropagation):
     """Auxiliary-output SDTP (Bartunov et al. Algorithm 2): the output layer is
-    widened by aux_units random, never-trained linear units z = W_aux h_{L-1}; the
-    loss uses the class units only, and the top inverse reads [softmax(o), z]."""
+    widened by aux_units random, never-trained units z of h_{L-1}; the loss uses
+    the class units only, and the top inverse reads [softmax(o), z]."""
 
     name: Literal["ao_sdtp"] = "ao_sdtp"
-    aux_units: int = Field(512, gt=0)
+    aux_units: int = Field(
+        512, gt=0, description="Auxiliary output units (Bartunov et al. state 512 for CIFAR-10; MNIST is not stated). "
+        "With at least as many units as h_{L-1} and a linear z, g_L can rebuild h_{L-1} from z alone and the label "
+        "carries little of the target.",
+    )
+    aux_activation: Literal["linear", "tanh"] = Field(
+        "linear", description="z = W_aux h_{L-1} ('linear': random features, as the output layer has no "
+        "non-linearity) or tanh(W_aux h_{L-1}).",
+    )
 
 
 RuleSpec = Annotated[

@@ -12,20 +12,23 @@ output activity, s = softmax for softmax cross-entropy):
     TP      target_{L-1} = h_{L-1} - alpha dl/dh_{L-1};  target_{l-1} = g_l(target_l)
     DTP     same first target;  target_{l-1} = h_{l-1} + g_l(target_l) - g_l(h_l)
     SDTP    target_L = one-hot label; target_{L-1} = h_{L-1} - g_L(h_L) + g_L(target_L); then as DTP
-    AO-SDTP h_L = [s(o), z] with z = W_aux h_{L-1} random fixed features (linear); target_L = [one-hot, z]
+    AO-SDTP h_L = [s(o), z] with z = W_aux h_{L-1} (or tanh of it) random fixed features; target_L = [one-hot, z]
 Inverse losses, with h~ = h_{l-1} + eps, eps ~ N(0, sigma^2):
     TP, DTP (noise-preserving)  ||g_l(f_l(h~)) - h~||^2
     SDTP, AO-SDTP (denoising)   ||g_l(f_l(h~)) - h_{l-1}||^2
-Squared norms are summed over units and averaged over the batch; l in dl/dh is the
-per-example task loss, so the first target does not depend on the batch size.
+Squared norms are summed (rule.loss_reduction 'sum') or averaged ('mean') over units, and
+averaged over the batch. l in dl/dh is the per-example task loss (rule.first_target_gradient
+'per_example': the first target does not depend on the batch size) or the batch-mean loss
+('batch_mean', Lee et al.'s code).
 
 The whole step is traced with make_fx into one FX graph (the program `inspect`
 prints): targets, inverse passes and local losses are nodes, and targets and
 losses are also graph outputs (named target:<layer>, local_loss:<layer>,
 inverse_loss:<layer>). The 'parallel' schedule runs that graph every step; the
-'alternating' schedule runs its inverse-only part for an epoch, then its
-forward-only part for an epoch. Inverse parameters are rule state with their own
-optimiser (rule.inverse_optimizer), stepped by a hook."""
+'alternating' schedule takes turns between its inverse-only part and its forward-only
+part (rule.alternation: which batches each turn covers is the runtime's job,
+runtime/schedule.py). Inverse parameters are rule state with their own optimiser
+(rule.inverse_optimizer), stepped by a hook."""
 
 from dataclasses import dataclass
 
@@ -115,9 +118,10 @@ def inverse(block: Block, below: Block, h, weight, bias):
     return back.flatten(1) if below.flatten else back
 
 
-def squared_norm(diff: torch.Tensor) -> torch.Tensor:
-    """Per-example squared norm, averaged over the batch."""
-    return diff.pow(2).flatten(1).sum(1).mean()
+def squared_norm(diff: torch.Tensor, reduction: str = "sum") -> torch.Tensor:
+    """Per-example squared norm (summed or averaged over units), averaged over the batch."""
+    per_unit = diff.pow(2).flatten(1)
+    return (per_unit.sum(1) if reduction == "sum" else per_unit.mean(1)).mean()
 
 
 class TargetPropagationStep:
@@ -158,6 +162,8 @@ class TargetPropagationStep:
         if self.aux is None:
             return p, None
         z = linear_map(self.blocks[-1].info, h_below, v[self.aux], None)
+        if self.rule.aux_activation == "tanh":
+            z = torch.tanh(z)
         return torch.cat([p, z], dim=1), z
 
     # ---- the step --------------------------------------------------------------------------------
@@ -179,7 +185,7 @@ class TargetPropagationStep:
             targets = self.targets(v, hs, logits, y, loss, top_input)
             total = loss
             for i, t in targets.items():
-                local = squared_norm(hs[i] - t.detach())
+                local = squared_norm(hs[i] - t.detach(), self.rule.loss_reduction)
                 out[("target", blocks[i - 1].info.name)] = t.detach()
                 out[("local_loss", blocks[i - 1].info.name)] = local.detach()
                 total = total + local
@@ -203,8 +209,9 @@ class TargetPropagationStep:
         hs = [h.detach() for h in hs]
         t = {}
         if rule.name in ("tp", "dtp"):
-            per_example = loss * logits.shape[0]     # task loss summed over the batch: per-example gradients
-            (grad,) = torch.autograd.grad(per_example, top_input, retain_graph=True)
+            # the task loss summed over the batch gives each example its own loss's gradient
+            scaled = loss * logits.shape[0] if rule.first_target_gradient == "per_example" else loss
+            (grad,) = torch.autograd.grad(scaled, top_input, retain_graph=True)
             t[top] = hs[top] - rule.alpha * grad
         else:
             h_top, z = self.top_activity(v, hs[-1], hs[top])
@@ -227,7 +234,7 @@ class TargetPropagationStep:
         if j == len(self.blocks) - 1:
             h, _ = self.top_activity(v, h, noisy)
         reference = noisy if self.rule.name in ("tp", "dtp") else h_below
-        return squared_norm(self.g(v, j, h) - reference)
+        return squared_norm(self.g(v, j, h) - reference, self.rule.loss_reduction)
 
 
 # ---- compiling ---------------------------------------------------------------------------------
@@ -262,7 +269,7 @@ def trace_program(step: TargetPropagationStep, network, state: dict, train_forwa
     inputs = ([Slot("param", n) for n in step.params] + [Slot("state", n) for n in state]
               + [Slot("noise", n) for n in step.noise] + [Slot("input", "x"), Slot("target", "y")])
     params = dict(network.named_parameters())
-    batch = trace_batch_size(network)
+    batch = trace_batch_size(network, state.values())
     device = params[step.params[0]].device
     example = []
     for slot in inputs:
@@ -343,18 +350,17 @@ def check_target_propagation(spec, network) -> tuple[bool, list[Block]]:
 
 def compile_target_propagation(ctx) -> dict:
     """Build the rule's state and graphs into ctx; returns the Program fields it sets
-    (train graph, phases, schedule, noise shapes)."""
+    (train graph, phases, schedule, alternation, noise shapes, loss reduction)."""
     rule, network = ctx.spec.rule, ctx.network
     flatten_input, blocks = check_target_propagation(ctx.spec, network)
     step = TargetPropagationStep(rule, blocks, flatten_input, ctx.spec.loss, network)
     ctx.state.update(_init_inverses(ctx, step))
     graph, signature = trace_program(step, network, ctx.state, True, True)
-    phases = {}
-    schedule = ["train"]
+    phases, schedule, alternation = {}, ["train"], None
     if rule.schedule == "alternating" and step.inverted:
         phases = {"inverse": trace_program(step, network, ctx.state, False, True),
                   "forward": trace_program(step, network, ctx.state, True, False)}
-        schedule = ["inverse", "forward"]
+        schedule, alternation = ["inverse", "forward"], rule.alternation
     inverse_params = [ctx.state[n] for n in step.inverse_state]
     if inverse_params:
         ctx.hooks.append(InverseHooks(build_optimizer(rule.inverse_optimizer, inverse_params)))
@@ -363,7 +369,8 @@ def compile_target_propagation(ctx) -> dict:
         info = blocks[j].info
         ctx.rewrites.append(Rewrite(rule.name, info.name, step.inverse_weight(j).replace(".", "_"),
                                     f"learned inverse g = f(V^T h + c) through the transposed {info.type} map"))
-    return dict(graph=graph, signature=signature, phases=phases, schedule=schedule, noise_shapes=noise_shapes)
+    return dict(graph=graph, signature=signature, phases=phases, schedule=schedule, alternation=alternation,
+                noise_shapes=noise_shapes, loss_reduction=rule.loss_reduction)
 
 
 class InverseHooks(RuleHooks):
