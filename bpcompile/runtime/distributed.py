@@ -114,6 +114,9 @@ class Distributed:
 
     def close(self) -> None:
         if self.enabled and dist.is_initialized():
+            # every rank reaches the teardown together: a rank destroying gloo's group while its peer still
+            # has work in flight aborts the peer ("terminate called without an active exception")
+            dist.barrier()
             dist.destroy_process_group()
 
 
