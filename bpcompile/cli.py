@@ -78,9 +78,11 @@ def run(spec_path, assignments, out, device, data_dir, resume_dir, overwrite, dr
         return
     # torchrun sets WORLD_SIZE: join its process group (nccl on GPUs, gloo on CPUs); else a single process
     dist = Distributed.from_env(resolve_device(device or (spec.train.device if spec else "auto")).type)
+    ended_normally = False
     try:
         if dry_run_steps is not None:
             dry_run(spec, dry_run_steps, device=device, console=stderr, dist=dist)
+            ended_normally = True
             return
         progress = not no_progress
         if resume_dir is not None:
@@ -94,8 +96,9 @@ def run(spec_path, assignments, out, device, data_dir, resume_dir, overwrite, dr
             click.echo(json.dumps({k: summary[k] for k in ("name", "rule", "epochs", "final_test_error",
                                                            "best_test_error", "final_train_error", "wall_seconds",
                                                            "device")}))
+        ended_normally = True
     finally:
-        dist.close()
+        dist.close(wait=ended_normally)
 
 
 def _run_seeds(spec, seeds: str, out, device, data_dir, overwrite) -> None:

@@ -112,11 +112,13 @@ class Distributed:
         if self.enabled:
             dist.barrier()
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> None:
+        """Destroy the process group. wait: first meet every rank (after a run that ended normally: a rank
+        destroying gloo's group while its peer still has work in flight aborts the peer, "terminate called
+        without an active exception"); never after an error, when a peer may not come."""
         if self.enabled and dist.is_initialized():
-            # every rank reaches the teardown together: a rank destroying gloo's group while its peer still
-            # has work in flight aborts the peer ("terminate called without an active exception")
-            dist.barrier()
+            if wait:
+                dist.barrier()
             dist.destroy_process_group()
 
 
