@@ -16,6 +16,19 @@ def build_optimizer(spec, params) -> torch.optim.Optimizer:
     raise ValueError(f"unknown optimizer {spec.name!r}")  # the spec union lists every optimiser
 
 
+def build_forward_optimizer(spec, program) -> torch.optim.Optimizer:
+    """The forward optimiser over the network's parameters. Parameters whose decay the rule applies itself
+    (program.decay_exempt: Kolen-Pollack's W) get no L2 term from it; every other parameter (biases, batch
+    norm, layers of other rules) is decayed by spec.weight_decay under every rule alike."""
+    named = list(program.network.named_parameters())
+    exempt = [p for n, p in named if n in program.decay_exempt]
+    if not exempt:
+        return build_optimizer(spec, [p for _, p in named])
+    others = [p for n, p in named if n not in program.decay_exempt]
+    groups = [{"params": others}] if others else []
+    return build_optimizer(spec, groups + [{"params": exempt, "weight_decay": 0.0}])
+
+
 def lr_factor(schedule, epoch: int, epochs: int) -> float:
     """Multiplier of the base learning rate during (0-based) `epoch`."""
     if schedule.name == "constant":

@@ -131,11 +131,12 @@ def _weight_grads(layer, h_in, delta):
     return w, delta.sum(0)
 
 
-def feedback_grads(layers, params, feedback, x, y, loss_name, direct=None):
+def feedback_grads(layers, params, feedback, x, y, loss_name, direct=None, deltas=None):
     """Hand-written feedback alignment: delta_{l-1} = (B_l delta_l) * f'(a_{l-1}), with B_l = feedback[name]
     (same layout as W); a layer without an entry in `feedback` passes errors through W (BP).
     direct: {name: B (classes, input features)}: DFA for those layers: the error at the layer's input is
-    e @ B (e = dL/dlogits), not anything computed from the error above."""
+    e @ B (e = dL/dlogits), not anything computed from the error above.
+    deltas: a dict filled with {name: the error at each parametric layer's output}."""
     direct = direct or {}
     # forward, remembering every layer's input
     inputs, h = [], x
@@ -155,6 +156,8 @@ def feedback_grads(layers, params, feedback, x, y, loss_name, direct=None):
             delta = delta.reshape(h_in.shape)
         else:
             name = layer[1]
+            if deltas is not None:
+                deltas[name] = delta
             if kind == "conv":
                 hh = h_in.detach().clone().requires_grad_(True)
                 w = params[f"{name}.weight"].detach().clone().requires_grad_(True)
@@ -195,6 +198,18 @@ def outer_in_weight_layout(layer, y, x, weight_shape):
         (g,) = torch.autograd.grad(F.conv2d(x, w, None, stride=layer[2], padding=layer[3]), w, y)
         return g
     return _weight_grads(layer, x, y)[0]
+
+
+def per_example_angle(a, b):
+    """Akrout et al.'s delta angle written out: the angle of each example's pair, in degrees, then the mean."""
+    import math
+
+    angles = []
+    for ai, bi in zip(a.detach().double(), b.detach().double()):
+        ai, bi = ai.flatten(), bi.flatten()
+        if ai.norm() > 0 and bi.norm() > 0:
+            angles.append(math.degrees(math.acos(float((ai @ bi / (ai.norm() * bi.norm())).clamp(-1, 1)))))
+    return sum(angles) / len(angles)
 
 
 def angle(a, b):

@@ -102,7 +102,7 @@ def test_run_writes_the_run_directory_and_protects_it(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "metrics.jsonl", "spec.json", "summary.json"]
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [0, 1, 2]        # epoch 0: the alignment metrics before training
-    assert set(rows[0]["layers"]["fc1"]) == {"update_angle", "feedback_angle", "feedback_norm_ratio"}
+    assert set(rows[0]["layers"]["fc1"]) == {"update_angle", "delta_angle", "feedback_angle", "feedback_norm_ratio"}
     rows = rows[1:]
     for key in ("train_loss", "train_error", "test_error", "seconds"):
         assert all(key in r for r in rows)

@@ -647,3 +647,22 @@ def test_mnist_and_fashion_mnist_files_are_not_mixed_up(tmp_path):
     with pytest.raises(BpcompileError, match="asks for Fashion-MNIST, but .* are MNIST"):
         check_identity("fashion_mnist", mnist_like, tmp_path)
     check_identity("mnist", fashion_like[:600], tmp_path)   # small (test-written) files: no check
+
+
+def test_mnist_resized_to_32():
+    """data.image_size: bilinear with half-pixel centres, rounded to 8 bits (torchvision's Resize on a PIL image);
+    a hand-worked row [0, 255] -> [0, 64, 191, 255], shapes and data_shapes follow."""
+    from bpcompile.data import load_dataset, resize_images
+    from bpcompile.spec import data_shapes
+
+    image = torch.tensor([[0, 255], [0, 255]], dtype=torch.uint8).reshape(1, 1, 2, 2)
+    out = resize_images(image, 4)
+    assert out.dtype == torch.uint8
+    assert out[0, 0].tolist() == [[0, 64, 191, 255]] * 4
+    constant = torch.full((3, 1, 28, 28), 77, dtype=torch.uint8)
+    assert torch.equal(resize_images(constant, 32), torch.full((3, 1, 32, 32), 77, dtype=torch.uint8))
+    spec = MNIST(subset="embedded", image_size=32)
+    splits = load_dataset(spec)
+    assert splits.train_x.shape[1:] == (1, 32, 32) and splits.input_shape == (1, 32, 32)
+    assert data_shapes(spec) == ((1, 32, 32), 10)
+    assert "resized to 32x32" in splits.source

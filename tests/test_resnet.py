@@ -162,7 +162,8 @@ def test_bp_step_equals_plain_autograd_and_updates_batch_norm_statistics(seed):
     check_step(program, step, expected, params, buffers, x, y)
 
 
-@pytest.mark.parametrize("rule", [FA(), SignSymmetry(variant="usf"), SignSymmetry()], ids=["fa", "ss_usf", "ss"])
+@pytest.mark.parametrize("rule", [FA(), SignSymmetry(variant="usf"), SignSymmetry(magnitudes="unit")],
+                         ids=["fa", "ss_usf", "ss_unit"])
 def test_fixed_feedback_rules_step_equals_plain(rule):
     seed = 2
     spec, program, blocks, x, y = setup(seed, rule)
@@ -173,7 +174,13 @@ def test_fixed_feedback_rules_step_equals_plain(rule):
             return w        # the first layer's input gradient is never used
         if rule.name == "fa":
             return state[f"{name}.feedback"]
-        scale = math.sqrt(2.0 / conv_fan_out(w)) if rule.variant == "usf" else 1.0
+        # Xiao et al.'s scales: sqrt(2 / (k^2 C_out)) for the convs, 1 / sqrt(fan_in) for the classifier
+        if rule.magnitudes == "unit":
+            scale = 1.0
+        elif w.dim() == 4:
+            scale = math.sqrt(2.0 / conv_fan_out(w))
+        else:
+            scale = 1.0 / math.sqrt(w.shape[1])
         return torch.sign(w) * scale
 
     if rule.name == "fa":
@@ -210,8 +217,8 @@ def test_kolen_pollack_step_equals_plain_paired_update():
 def test_weight_mirror_step_and_mirror_batch_equal_plain():
     # conv noise maps of 4x4 (smaller than most layers' inputs): each kernel offset still averages over its own
     # in-bounds positions
-    settings = MirrorSettings(lr=0.05, noise_sigma=0.7, decay=0.3, batch_size=2, pre_batches=0, batches_per_step=1,
-                              conv_noise_size=4)
+    settings = MirrorSettings(lr=0.05, noise="gaussian", noise_sigma=0.7, response="linear", reduction="mean",
+                              decay=0.3, batch_size=2, pre_batches=0, batches_per_step=1, conv_noise_size=4)
     spec, program, blocks, x, y = setup(4, WeightMirror(mirror=settings))
     (hooks,) = program.hooks
     noises = []
@@ -247,7 +254,8 @@ def test_weight_mirror_step_and_mirror_batch_equal_plain():
 
 def test_weight_mirror_aligns_conv_feedback_with_w():
     """Mirror batches alone turn every conv layer's B towards W (and keep its scale near sigma^2 / decay * W)."""
-    settings = MirrorSettings(lr=0.02, noise_sigma=1.0, decay=1.0, batch_size=8, pre_batches=300, conv_noise_size=5)
+    settings = MirrorSettings(lr=0.02, noise="gaussian", noise_sigma=1.0, response="linear", reduction="mean",
+                              decay=1.0, batch_size=8, pre_batches=300, conv_noise_size=5)
     spec, program, *_ = setup(5, WeightMirror(mirror=settings))
     (hooks,) = program.hooks
     weights = dict(program.network.named_parameters())

@@ -19,7 +19,7 @@ from bpcompile.spec import (
     BP, DFA, FA, SGD, Adam, Feedback, KolenPollack, MirrorSettings, RuleOverride, SignSymmetry, WeightMirror,
 )
 from plain_nets import (
-    angle, bp_grads, feedback_grads, linear_map, outer_in_weight_layout, rel_error,
+    angle, apply_layer, bp_grads, feedback_grads, linear_map, outer_in_weight_layout, per_example_angle, rel_error,
 )
 from random_nets import batch, make_spec, run_graph
 
@@ -81,13 +81,43 @@ def test_dfa_updates_equal_plain_dfa(kind, seed):
     assert "grad_input" not in roles and roles.count("direct_feedback") == len(layers) - 1
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_dfa_feedback_follows_noklands_law(kind):
+    """B ~ U(-1/sqrt(F), 1/sqrt(F)), F = the features the error lands on (dfa-torch's ErrorFeedback.lua)."""
+    spec, plain, program, params, x, y = setup(6, kind, DFA())
+    for name, b in program.state.items():
+        features = b.shape[1]
+        assert float(b.abs().max()) <= 1 / math.sqrt(features)
+        if b.numel() > 200:
+            assert float(b.double().pow(2).mean()) == pytest.approx(1 / (3 * features), rel=0.3)
+
+
 # ---- sign symmetry -----------------------------------------------------------------------------------
+
+def fan_in(layer, weight):
+    if layer[0] == "dense":
+        return weight.shape[1]
+    if layer[0] == "lc":
+        return weight.shape[2]
+    return weight.shape[1] * weight.shape[2] * weight.shape[3]
+
+
+def source_scale(magnitudes, layer, weight):
+    """s as each source writes it: Xiao's sqrt(2 / (k^2 C_out)) (conv) and 1 / sqrt(fan_in) (linear);
+    BioTorch's Xavier std sqrt(2 / (fan_in + fan_out)); 1 for the unscaled sign."""
+    if magnitudes == "xiao":
+        return 1 / math.sqrt(fan_in(layer, weight)) if layer[0] == "dense" else math.sqrt(2 / fan_out(layer, weight))
+    if magnitudes == "biotorch":
+        return math.sqrt(2 / (fan_in(layer, weight) + fan_out(layer, weight)))
+    return 1.0
+
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("variant", ["sign", "usf", "frsf", "brsf"])
-def test_sign_symmetry_updates_equal_plain_sign_feedback(kind, variant):
+@pytest.mark.parametrize("magnitudes", ["xiao", "biotorch", "unit"])
+def test_sign_symmetry_updates_equal_plain_sign_feedback(kind, variant, magnitudes):
     seed = 1
-    spec, plain, program, params, x, y = setup(seed, kind, SignSymmetry(variant=variant))
+    spec, plain, program, params, x, y = setup(seed, kind, SignSymmetry(variant=variant, magnitudes=magnitudes))
     (hooks,) = program.hooks
     before = {k: v.clone() for k, v in program.state.items()}
     hooks.before_step(None)                     # brSF redraws its magnitudes here; the others keep them
@@ -99,8 +129,8 @@ def test_sign_symmetry_updates_equal_plain_sign_feedback(kind, variant):
         feedback = {}
         for layer in parametric(plain)[1:]:
             w = current[f"{layer[1]}.weight"]
-            scale = math.sqrt(2.0 / fan_out(layer, w)) if variant == "usf" else 1.0
             magnitude = program.state.get(f"{layer[1]}.magnitude")
+            scale = source_scale(magnitudes, layer, w) if magnitude is None else 1.0
             feedback[layer[1]] = torch.sign(w) * (magnitude if magnitude is not None else 1.0) * scale
         return feedback_grads(plain, current, feedback, x, y, spec.loss)
 
@@ -114,10 +144,49 @@ def test_sign_symmetry_updates_equal_plain_sign_feedback(kind, variant):
     assert_close_all(run_graph(program, x, y), expected_grads(flipped))
 
 
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("magnitudes", ["xiao", "biotorch", "unit"])
+def test_sign_symmetry_random_magnitudes_follow_their_source(kind, magnitudes):
+    """frSF's M: Xiao's |N(0, s^2)| (conv, LC) or U(0, s) (dense); BioTorch's |U(-a, a)|, a = sqrt(6 / (fan_in +
+    fan_out)); |N(0, 1)| unscaled. The small nets' draws are checked against each law's bound; the laws'
+    moments on a large draw with the same layer geometry."""
+    from bpcompile.compiler.rules.sign_symmetry import draw_magnitude, magnitude_law
+
+    spec, plain, program, params, x, y = setup(4, kind, SignSymmetry(variant="frsf", magnitudes=magnitudes))
+    infos = {info.name: info for info in program.network.layer_table}
+    for layer in parametric(plain)[1:]:
+        m = program.state[f"{layer[1]}.magnitude"].double()
+        s = source_scale(magnitudes, layer, params[f"{layer[1]}.weight"])
+        uniform = magnitudes == "xiao" and layer[0] == "dense"
+        if uniform or magnitudes == "biotorch":
+            assert float(m.max()) <= (s if uniform else math.sqrt(3) * s)
+        big = draw_magnitude(torch.empty(200_000, dtype=torch.float64),
+                             magnitude_law(magnitudes, infos[layer[1]]), s, torch.Generator().manual_seed(0))
+        if uniform:
+            assert float(big.max()) <= s and float(big.mean()) == pytest.approx(s / 2, rel=0.01)
+        elif magnitudes == "biotorch":
+            assert float(big.max()) <= math.sqrt(3) * s and float(big.mean()) == pytest.approx(math.sqrt(3) * s / 2, rel=0.01)
+        else:
+            assert float(big.mean()) == pytest.approx(s * math.sqrt(2 / math.pi), rel=0.01)
+            assert float(big.pow(2).mean()) == pytest.approx(s * s, rel=0.01)
+
+
 def test_sign_symmetry_fixed_scale():
     spec, plain, program, params, x, y = setup(2, "lc", SignSymmetry(scale=0.25))
     feedback = {layer[1]: torch.sign(params[f"{layer[1]}.weight"]) * 0.25 for layer in parametric(plain)[1:]}
     assert_close_all(run_graph(program, x, y), feedback_grads(plain, params, feedback, x, y, spec.loss))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_batch_manhattan_steps_along_the_sign_of_each_update(kind):
+    spec, plain, program, params, x, y = setup(5, kind, SignSymmetry(batch_manhattan=True))
+    feedback = {layer[1]: torch.sign(params[f"{layer[1]}.weight"]) * source_scale("xiao", layer, params[f"{layer[1]}.weight"])
+                for layer in parametric(plain)[1:]}
+    expected = {k: torch.sign(v) for k, v in feedback_grads(plain, params, feedback, x, y, spec.loss).items()}
+    actual = run_graph(program, x, y)
+    for name, value in expected.items():
+        assert torch.equal(actual[name], value), name
+    assert any(r.description.startswith("Batch Manhattan") for r in program.rewrites)
 
 
 # ---- Kolen-Pollack -----------------------------------------------------------------------------------
@@ -150,11 +219,78 @@ def test_kolen_pollack_step_equals_the_paired_update(kind, optimizer):
             assert rel_error(after[f"{name}.weight"] - b, (1 - lam) * (params[f"{name}.weight"] - feedback0[name])) <= TOL
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_kolen_pollack_lr_scaled_decay_under_a_schedule_and_l2_on_the_rest(kind):
+    """decay='lr_scaled': W and B shrink by (1 - lr_t lambda) with lr_t the scheduled lr; the optimiser's L2 term
+    skips the W that Kolen-Pollack decays and still decays every bias, as under BP."""
+    from bpcompile.optim import build_forward_optimizer
+
+    lam, lr, wd, factor = 0.3, 0.1, 0.05, 0.25
+    spec, plain, program, params, x, y = setup(3, kind, KolenPollack(weight_decay=lam, decay="lr_scaled"))
+    optimizer = build_forward_optimizer(SGD(lr=lr, momentum=0.0, weight_decay=wd), program)
+    for group in optimizer.param_groups:       # a schedule's drop: lr_t = factor * lr
+        group["initial_lr"], group["lr"] = lr, lr * factor
+    step = RuleStep(program, optimizer)
+    feedback0 = {k.removesuffix(".feedback"): v.clone() for k, v in program.state.items()}
+    grads = feedback_grads(plain, params, feedback0, x, y, spec.loss)
+    step(x, y)
+    lr_t = lr * factor
+    shrink = 1 - lr_t * lam
+    after = dict(program.network.named_parameters())
+    for layer in parametric(plain):
+        name = layer[1]
+        u = -lr_t * grads[f"{name}.weight"]          # no L2 term on W
+        assert rel_error(after[f"{name}.weight"], shrink * (params[f"{name}.weight"] + u)) <= TOL, name
+        bias = params[f"{name}.bias"]
+        assert rel_error(after[f"{name}.bias"], bias - lr_t * (grads[f"{name}.bias"] + wd * bias)) <= TOL, name
+        if name in feedback0:
+            assert rel_error(program.state[f"{name}.feedback"], shrink * (feedback0[name] + u)) <= TOL, name
+
+
+def test_direct_kolen_pollack_feedback_follows_the_forward_schedule():
+    """Webster et al.'s direct KP: B's optimiser steps at its lr times the forward schedule's factor
+    (feedback_schedule='forward'), or at its own fixed lr ('constant')."""
+    lr, factor = 0.2, 0.1
+    for schedule, expected_lr in (("forward", lr * factor), ("constant", lr)):
+        rule = Feedback(source="learned", learning="kolen_pollack", topology="direct", weight_decay=0.0,
+                        feedback_schedule=schedule)
+        spec, plain, program, params, x, y = setup(2, "dense", rule)
+        spec = spec.model_copy(update={"optimizer": SGD(lr=lr, momentum=0.0)})
+        program = compile_experiment(spec)
+        optimizer = build_optimizer(spec.optimizer, program.network.parameters())
+        for group in optimizer.param_groups:
+            group["initial_lr"], group["lr"] = lr, lr * factor
+        before = {k: v.clone() for k, v in program.state.items()}
+        outputs = run_graph(program, x, y)
+        RuleStep(program, optimizer)(x, y)
+        for name, b in program.state.items():
+            assert rel_error(b, before[name] - expected_lr * outputs[name]) <= TOL, (schedule, name)
+
+
 # ---- weight mirror -----------------------------------------------------------------------------------
 
+def following_act(plain, layer, loss):
+    """The plain net's activation right after `layer` (None if something else follows); after the output layer
+    the sigmoid of sigmoid cross-entropy."""
+    index = plain.index(layer)
+    if index == len(plain) - 1:
+        return "sigmoid" if loss == "sigmoid_cross_entropy" else None
+    following = plain[index + 1]
+    return following[1] if following[0] == "act" else None
+
+
 @pytest.mark.parametrize("kind", KINDS)
-def test_weight_mirror_mirror_phases_and_step_equal_plain_equations(kind):
-    settings = MirrorSettings(lr=0.1, noise_sigma=0.5, decay=0.2, batch_size=16, pre_batches=2, batches_per_step=1)
+@pytest.mark.parametrize("form", ["akrout_code", "gaussian_linear_mean"])
+def test_weight_mirror_mirror_phases_and_step_equal_plain_equations(kind, form):
+    """Akrout et al.'s code form (uniform noise 0.1 (U - 0.5), y = f(W x + b), B += lr sum x y^T) and the linear,
+    Gaussian, averaged form, each against the equations written out with plain torch ops."""
+    from plain_nets import ACT
+
+    if form == "akrout_code":
+        settings = MirrorSettings(lr=0.01, batch_size=16, pre_batches=2, decay=0.1)
+    else:
+        settings = MirrorSettings(lr=0.1, noise="gaussian", noise_sigma=0.5, response="linear", reduction="mean",
+                                  decay=0.2, batch_size=16, pre_batches=2, batches_per_step=1)
     spec, plain, program, params, x, y = setup(4, kind, WeightMirror(mirror=settings))
     (hooks,) = program.hooks
     noises = []
@@ -170,8 +306,16 @@ def test_weight_mirror_mirror_phases_and_step_equal_plain_equations(kind):
         out = {}
         for layer, noise in zip(mirrored, batch_noise):
             w, b = weights[f"{layer[1]}.weight"], feedback[layer[1]]
-            direction = outer_in_weight_layout(layer, linear_map(layer, w, noise), noise, w.shape)
-            direction = direction / (noise.shape[0] * conv_samples(layer, w, noise))
+            if form == "akrout_code":
+                assert float(noise.abs().max()) <= 0.05 and float(noise.std()) == pytest.approx(0.1 / 12 ** 0.5, rel=0.3)
+                response = apply_layer(layer, weights, noise)          # W x + b
+                act = following_act(plain, layer, spec.loss)
+                response = ACT[act](response) if act else response
+                direction = outer_in_weight_layout(layer, response, noise, w.shape)   # summed over the batch ...
+                direction = direction / conv_samples(layer, w, noise)    # ... a conv's positions averaged
+            else:
+                direction = outer_in_weight_layout(layer, linear_map(layer, w, noise), noise, w.shape)
+                direction = direction / (noise.shape[0] * conv_samples(layer, w, noise))
             out[layer[1]] = b + settings.lr * (direction - settings.decay * b)
         return out
 
@@ -192,8 +336,40 @@ def test_weight_mirror_mirror_phases_and_step_equal_plain_equations(kind):
     assert not noises
 
 
+def test_weight_mirror_pre_batches_epoch_and_the_forward_schedule():
+    """pre_batches='epoch' mirrors as many batches as an epoch has before training (Akrout et al.'s code); the
+    mirror learning rate follows the forward schedule's factor (feedback_schedule='forward') or not."""
+    for schedule in ("forward", "constant"):
+        settings = MirrorSettings(lr=0.3, batch_size=8, pre_batches="epoch", batches_per_step=1)
+        spec, plain, program, params, x, y = setup(2, "dense", WeightMirror(mirror=settings, feedback_schedule=schedule))
+        (hooks,) = program.hooks
+        calls = []
+        original = hooks.mirror_batch
+        hooks.mirror_batch = lambda run=None: calls.append(run) or original(run)
+        optimizer = build_optimizer(SGD(lr=0.1, momentum=0.0), program.network.parameters())
+        step = RuleStep(program, optimizer)
+        step.batches_per_epoch = 7
+        step.start()
+        assert len(calls) == 7
+        for group in optimizer.param_groups:
+            group["initial_lr"], group["lr"] = 0.1, 0.01         # the schedule dropped lr tenfold
+        noises = []
+        draw = hooks.noise
+        hooks.noise = lambda info: noises.append((info, draw(info))) or noises[-1][1]
+        before = {k: v.clone() for k, v in program.state.items()}
+        graph_inputs = {}
+        original_graph = hooks.graph
+        hooks.graph = lambda *flat: graph_inputs.setdefault("out", original_graph(*flat))
+        step(x, y)
+        lr = settings.lr * (0.1 if schedule == "forward" else 1.0)
+        for (info, _), direction in zip(noises, graph_inputs["out"]):
+            name = f"{info.name}.feedback"
+            assert rel_error(program.state[name], before[name] + lr * direction) <= TOL, (schedule, name)
+
+
 def test_weight_mirror_aligns_b_with_w():
-    settings = MirrorSettings(lr=0.05, noise_sigma=1.0, decay=0.5, batch_size=256, pre_batches=300)
+    settings = MirrorSettings(lr=0.05, noise="gaussian", noise_sigma=1.0, response="linear", reduction="mean",
+                              decay=0.5, batch_size=256, pre_batches=300)
     spec, plain, program, params, x, y = setup(5, "dense", WeightMirror(mirror=settings))
     (hooks,) = program.hooks
     angles0 = [angle(params[f"{n}.weight"], b) for n, b in hooks.feedback_tensors().items()]
@@ -251,7 +427,8 @@ def test_mixed_rules_per_layer(kind):
     """The last layer learns with BP, the ones below with sign symmetry; and DFA below a BP top layer."""
     spec, plain, program, params, x, y = setup(7, kind, SignSymmetry(), overrides=[RuleOverride(layers=["out"], rule=BP())])
     assert program.layer_rules["out"] == "bp"
-    feedback = {layer[1]: torch.sign(params[f"{layer[1]}.weight"]) for layer in parametric(plain)[1:-1]}
+    feedback = {layer[1]: torch.sign(params[f"{layer[1]}.weight"]) * source_scale("xiao", layer, params[f"{layer[1]}.weight"])
+                for layer in parametric(plain)[1:-1]}
     assert_close_all(run_graph(program, x, y), feedback_grads(plain, params, feedback, x, y, spec.loss))
     spec, plain, program, params, x, y = setup(7, kind, DFA(), overrides=[RuleOverride(layers=["out"], rule=BP())])
     direct = {k.removesuffix(".feedback"): v for k, v in program.state.items()}
@@ -276,6 +453,30 @@ def test_alignment_metrics_equal_plain_angles():
     bp = compile_experiment(make_spec(8, "lc", BP())[0])
     for entry in AlignmentProbe(bp, x, y).measure().values():
         assert entry["update_angle"] < 0.1
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("rule", ["fa", "dfa"])
+def test_delta_angle_equals_plain_per_example_angles(kind, rule):
+    spec, plain, program, params, x, y = setup(9, kind, FA() if rule == "fa" else DFA())
+    measured = AlignmentProbe(program, x, y).measure()
+    state = {k.removesuffix(".feedback"): v for k, v in program.state.items()}
+    rule_deltas, true_deltas = {}, {}
+    if rule == "fa":
+        feedback_grads(plain, params, state, x, y, spec.loss, deltas=rule_deltas)
+    else:
+        feedback_grads(plain, params, {}, x, y, spec.loss, direct=state, deltas=rule_deltas)
+    feedback_grads(plain, params, {}, x, y, spec.loss, deltas=true_deltas)
+    layers = parametric(plain)
+    assert "delta_angle" not in measured.get(layers[-1][1], {})
+    for layer in layers[:-1]:
+        name = layer[1]
+        expected = per_example_angle(rule_deltas[name], true_deltas[name])
+        assert 5 < expected < 175          # a random feedback path: far from BP's deltas, so the check can fail
+        assert measured[name]["delta_angle"] == pytest.approx(expected, abs=1e-3)
+    bp = compile_experiment(make_spec(9, kind, BP())[0])
+    for entry in AlignmentProbe(bp, x, y).measure().values():
+        assert entry["delta_angle"] < 0.1
 
 
 def test_override_naming_a_non_parametric_layer_fails_naming_both():

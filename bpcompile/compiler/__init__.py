@@ -11,6 +11,7 @@ import torch
 from ..errors import BpcompileError, NotImplementedYet
 from ..nn import build_network
 from ..spec import data_shapes
+from .deltas import with_delta_outputs
 from .lower import lower
 from .precision import trace_context
 from .program import Program, Rewrite, Signature, Slot
@@ -63,12 +64,18 @@ def compile_experiment(spec, device: torch.device | str = "cpu", prefer: tuple[s
         tp_fields = built          # phases, schedule, alternation, noise shapes, loss reduction
     else:
         apply_rules(ctx, assigned)
+        # the metrics' copies of the rule's and BP's graphs that also return every hidden layer's delta
+        tp_fields["rule_probe_graph"], tp_fields["rule_probe_signature"] = with_delta_outputs(
+            train_graph, train_sig, network.layer_table)
+        probe_graph, probe_sig = with_delta_outputs(probe_graph, probe_sig, network.layer_table)
     graphs = [train_graph, eval_graph, probe_graph] + [g for g, _ in tp_fields.get("phases", {}).values()]
+    if "rule_probe_graph" in tp_fields:
+        graphs.append(tp_fields["rule_probe_graph"])
     for graph in graphs:
         lower(graph, device, prefer)
     return Program(
         train_graph=train_graph, train_signature=train_sig, eval_graph=eval_graph, eval_signature=eval_sig,
         network=network, layer_rules={k: v.name for k, v in assigned.items()}, rule_name=spec.rule.name,
         state=ctx.state, rewrites=ctx.rewrites, device=device, hooks=ctx.hooks, extra_graphs=ctx.extra_graphs,
-        probe_graph=probe_graph, probe_signature=probe_sig, **tp_fields,
+        probe_graph=probe_graph, probe_signature=probe_sig, decay_exempt=ctx.decay_exempt, **tp_fields,
     )

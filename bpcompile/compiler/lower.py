@@ -74,7 +74,7 @@ def _fuse_sign_into_lc_grad_input(graph: GraphModule) -> None:
         if not (isinstance(weight, torch.fx.Node) and weight.target is torch.ops.bpcompile.sign_feedback.default):
             continue
         source, magnitude, scale = weight.args
-        if magnitude is not None or scale != 1.0:
+        if magnitude is not None:
             continue
         args = list(node.args)
         args[WEIGHT_ARG] = source
@@ -83,3 +83,7 @@ def _fuse_sign_into_lc_grad_input(graph: GraphModule) -> None:
         node.meta[META_IMPL] = "triton (sign fused)"
         node.meta[META_REWRITE] = node.meta.get(META_REWRITE, "") + "; sign(W) taken inside the Triton kernel"
         node.target = lc.lc_grad_input_sign
+        if scale != 1.0:     # the input gradient is linear in the weight: scale the kernel's result instead
+            with graph.graph.inserting_after(node):
+                scaled = graph.graph.call_function(torch.ops.aten.mul.Tensor, (node, float(scale)))
+            node.replace_all_uses_with(scaled, delete_user_cb=lambda user: user is not scaled)

@@ -21,7 +21,8 @@ META_REWRITE = "bpcompile_rewrite"  # what a rule pass changed, in words
 @dataclass(frozen=True)
 class Slot:
     kind: str   # inputs: param, buffer, state, noise, input, target
-                # outputs: loss, logits, grad, state_grad; target propagation adds target, local_loss, inverse_loss
+                # outputs: loss, logits, grad, state_grad; target propagation adds target, local_loss, inverse_loss;
+                # the metrics' probe graphs add delta
     name: str   # e.g. 'fc1.weight', 'fc1.feedback', 'x'
 
 
@@ -68,6 +69,8 @@ class Program:
     extra_graphs: dict = field(default_factory=dict)      # e.g. 'mirror' -> (GraphModule, Signature)
     probe_graph: Optional[GraphModule] = None             # the BP training graph, for alignment metrics
     probe_signature: Optional[Signature] = None
+    rule_probe_graph: Optional[GraphModule] = None        # the rule's training graph returning deltas too (gradient
+    rule_probe_signature: Optional[Signature] = None      # rules; target propagation has no deltas)
     # the schedule: the phases that take turns (the default single phase 'train' is train_graph;
     # target propagation's alternating schedule has 'inverse' and 'forward', taking turns as
     # `alternation` says: runtime/schedule.py)
@@ -76,6 +79,7 @@ class Program:
     alternation: Optional[object] = None                  # rule.alternation when phases take turns
     noise_shapes: dict = field(default_factory=dict)      # 'noise' input name -> per-example shape
     loss_reduction: str = "sum"                           # how the local / inverse losses reduce over units
+    decay_exempt: set = field(default_factory=set)        # parameters the rule decays itself (no optimiser L2)
 
     def phase(self, name: str) -> tuple[GraphModule, Signature]:
         return self.phases.get(name, (self.train_graph, self.train_signature))

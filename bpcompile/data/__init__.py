@@ -39,7 +39,24 @@ def load_dataset(spec, *, data_dir: Optional[str] = None, seed: int = 0) -> Unio
         return load_imagenet(spec, data_dir, seed)  # file lists, not tensors: decoded per batch by the loader
     else:
         raise BpcompileError(f"data.name={name!r} is not a data set bpcompile knows.")
+    size = getattr(spec, "image_size", None)
+    if size:
+        raw = raw._replace(train_x=resize_images(raw.train_x, size), test_x=resize_images(raw.test_x, size),
+                           source=f"{raw.source}, resized to {size}x{size}")
     return make_splits(name, raw, spec.validation_size, seed)
+
+
+def resize_images(x, size: int, chunk: int = 10_000):
+    """uint8 (N, C, H, W) images resized to size x size: bilinear with half-pixel centres, rounded back to uint8
+    (what torchvision's Resize does to a PIL image before ToTensor)."""
+    import torch
+    import torch.nn.functional as F
+
+    if tuple(x.shape[-2:]) == (size, size):
+        return x
+    out = [F.interpolate(part.float(), size=(size, size), mode="bilinear", align_corners=False)
+           .round_().clamp_(0, 255).to(torch.uint8) for part in x.split(chunk)]
+    return torch.cat(out)
 
 
 def make_loaders(spec, splits: Union[DataSplits, ImageFolderSplits], device, probe_size: int = 256,
@@ -71,5 +88,5 @@ def make_loaders(spec, splits: Union[DataSplits, ImageFolderSplits], device, pro
     return loaders
 
 
-__all__ = ["BatchLoader", "DataSplits", "ImageFolderLoader", "ImageFolderSplits", "Shard", "load_dataset",
+__all__ = ["BatchLoader", "DataSplits", "ImageFolderLoader", "ImageFolderSplits", "Shard", "load_dataset", "resize_images",
            "make_loaders", "random_batch"]

@@ -171,7 +171,7 @@ def plot_curves(name: str, runs: list[dict], path: Path) -> bool:
             for layer in (row.get("layers") or {}):
                 if layer not in layers:
                     layers.append(layer)
-    angle_keys = [k for k in ("update_angle", "feedback_angle")
+    angle_keys = [k for k in ("update_angle", "delta_angle", "feedback_angle")
                   if any(angle_series(run["metrics"], layer, k)[0] for run in runs for layer in layers)]
     if not any(run["metrics"] for run in runs):
         return False
@@ -201,6 +201,7 @@ def plot_curves(name: str, runs: list[dict], path: Path) -> bool:
                     axes[p].plot(x, y, color=f"C{j % 10}", alpha=0.8, marker="." if len(x) < 30 else None,
                                  label=layer if i == 0 else None)
     titles = {"error": "error (%)", "loss": "train loss", "update_angle": "update vs BP angle (degrees)",
+              "delta_angle": "per-sample delta vs BP angle (degrees)",
               "feedback_angle": "W^T vs B angle (degrees)"}
     for ax, panel in zip(axes, panels):
         ax.set_title(titles[panel])

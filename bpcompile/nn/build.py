@@ -33,6 +33,7 @@ class LayerInfo:
     weight: str                # parameter names
     bias: Optional[str]
     geometry: dict = field(default_factory=dict)  # kernel/stride/padding for LC and conv
+    init: object = None        # the init scheme W was drawn with (set by `initialise`); feedback B is drawn alike
 
 
 class Network(nn.Sequential):
@@ -217,4 +218,5 @@ def initialise(network: Network, network_spec, seed: int) -> None:
     params = dict(network.named_parameters())
     for info in network.layer_table:
         scheme = layer_inits.get(info.name, network_spec.init)
+        info.init = scheme
         init_tensor(params[info.weight], scheme, info.fan_in, info.fan_out, generator)

@@ -100,6 +100,7 @@ class RuleStep:
         self.phase = program.schedule[0]
         self.hooks = program.hooks
         self.count = 0
+        self.batches_per_epoch: Optional[int] = None   # set by the trainer (weight mirror's pre_batches='epoch')
         self.last_outputs: dict = {}       # the last step's extra outputs (targets, losses), by (kind, name)
         self.generator = torch.Generator(device=program.device).manual_seed(seed * 1_000_003 + NOISE_STREAM)
 

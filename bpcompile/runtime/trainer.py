@@ -24,7 +24,7 @@ from ..spec.io import read_spec_dict
 from .checkpoint import load_checkpoint, save_checkpoint
 from .device import resolve_device, set_precision, versions
 from .distributed import SINGLE_PROCESS, Distributed
-from ..optim import build_optimizer, build_scheduler
+from ..optim import build_forward_optimizer, build_scheduler
 from .rundir import CHECKPOINT, RunDir
 from .metrics import AlignmentProbe
 from .schedule import FORWARD_PHASES, epoch_steps, steps_per_epoch
@@ -59,11 +59,12 @@ class Trainer:
                 f"built for {tuple(self.program.network.input_shape)}."
             )
         self.evaluate = CompiledEval(self.program, spec.loss, dist)
-        self.optimizer = build_optimizer(spec.optimizer, self.program.network.parameters())
+        self.optimizer = build_forward_optimizer(spec.optimizer, self.program)
         self.step = RuleStep(self.program, self.optimizer, spec.train.seed, dist)
         self.scheduler = build_scheduler(spec.optimizer, self.optimizer, spec.train.epochs)
         loaders = make_loaders(spec, splits, device, PROBE_SIZE, dist.shard)
         self.train_loader = loaders.pop("train")
+        self.step.batches_per_epoch = len(self.train_loader)
         probe = loaders.pop("probe")
         self.eval_loaders = {("train" if k == "train_eval" else k): v for k, v in loaders.items()}
         self.probe = AlignmentProbe(self.program, *next(iter(probe.epoch(0))))
@@ -336,7 +337,7 @@ def dry_run(spec, steps: int, *, device: Optional[str] = None, console: Optional
     started = time.perf_counter()
     program = compile_experiment(spec, torch_device)
     compile_seconds = time.perf_counter() - started
-    optimizer = build_optimizer(spec.optimizer, program.network.parameters())
+    optimizer = build_forward_optimizer(spec.optimizer, program)
     step = RuleStep(program, optimizer, spec.train.seed, dist)
     step.start()
     shape, classes = data_shapes(spec.data)

@@ -30,11 +30,18 @@ class _DataCommon(SpecModel):
     )
 
 
+_IMAGE_SIZE = Field(
+    None, ge=8, le=512, description="Resize the 28x28 images to image_size x image_size (bilinear, rounded back to "
+    "8-bit pixels, as torchvision's Resize on the PIL image) when loading; BioTorch feeds its LeNet 32x32 MNIST.",
+)
+
+
 class MNIST(_DataCommon):
     """MNIST from the official IDX files. subset='embedded' uses the copy of the
     official 10k test set shipped in the package (8000 train / 2000 test)."""
 
     name: Literal["mnist"] = "mnist"
+    image_size: Optional[int] = _IMAGE_SIZE
     subset: Literal["full", "embedded"] = "full"
     download: bool = Field(True, description="Download (md5-checked) into the user cache when no local copy is found.")
 
@@ -43,6 +50,7 @@ class FashionMNIST(_DataCommon):
     """Fashion-MNIST (Zalando), same IDX format as MNIST."""
 
     name: Literal["fashion_mnist"] = "fashion_mnist"
+    image_size: Optional[int] = _IMAGE_SIZE
     download: bool = True
 
 
@@ -97,4 +105,6 @@ def data_shapes(spec) -> tuple[tuple[int, ...], int]:
         return tuple(spec.input_shape), spec.num_classes
     if spec.name == "imagenet":
         return (3, spec.image_size, spec.image_size), spec.num_classes
-    return KNOWN_SHAPES[spec.name]
+    shape, classes = KNOWN_SHAPES[spec.name]
+    size = getattr(spec, "image_size", None)
+    return ((shape[0], size, size) if size else shape), classes

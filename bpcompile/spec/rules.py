@@ -28,7 +28,8 @@ class BP(SpecModel):
 
 class _RandomFeedback(SpecModel):
     feedback_init: Optional[InitSpec] = Field(
-        None, description="Initialisation of the feedback tensors B (same layout as W); default: network.init."
+        None, description="Initialisation of the feedback tensors B (same layout as W); default: the law each W was "
+        "drawn by (the layer's init, network.init or the ResNet's head_init)."
     )
 
 
@@ -38,35 +39,69 @@ class FA(_RandomFeedback):
     name: Literal["fa"] = "fa"
 
 
-class DFA(_RandomFeedback):
+class DFA(SpecModel):
     """Direct feedback alignment (Nokland 2016): the output error reaches every
-    hidden layer through its own fixed random matrix."""
+    hidden layer through its own fixed random matrix B (classes x the layer's input features F)."""
 
     name: Literal["dfa"] = "dfa"
+    feedback_init: Optional[InitSpec] = Field(
+        None, description="Law of B over (classes, F) with fan_in = classes, fan_out = F. Default: Nokland's "
+        "U(-1/sqrt(F), 1/sqrt(F)) (anokland/dfa-torch ErrorFeedback.lua; TinyDFA's law too). glorot_uniform gives "
+        "BioTorch's dense DFA law (its conv layers use a k x k kernel instead: docs/DEVIATIONS.md).",
+    )
 
 
 class SignSymmetry(SpecModel):
-    """Sign symmetry: B_l = sign(W_l), computed inside the backward node.
-    variant 'sign': plain sign; 'usf': sign times a uniform scale; 'brsf':
-    sign with magnitudes redrawn every batch; 'frsf': sign with fixed random
-    magnitudes."""
+    """Sign symmetry: B_l = sign(W_l) with magnitudes, computed inside the backward node from the current W.
+    variant 'sign' / 'usf': sign(W) times the layer's uniform scale s (Liao et al.'s uSF, Xiao et al.'s
+    sign-symmetry; the two names are the same rule); 'frsf': sign(W) times fixed random magnitudes M; 'brsf':
+    magnitudes redrawn every batch. `magnitudes` sets s and the law of M per layer kind, as each source does."""
 
     name: Literal["sign_symmetry"] = "sign_symmetry"
     variant: Literal["sign", "usf", "brsf", "frsf"] = "sign"
-    scale: Optional[float] = Field(
-        None, gt=0, description="Fixed scale of the feedback; default: 1 for 'sign', sqrt(2 / fan_out) for 'usf'."
+    magnitudes: Literal["xiao", "biotorch", "unit"] = Field(
+        "xiao", description="Scale s and magnitude law per layer. 'xiao' (Xiao et al. 2018's code, "
+        "willwx/sign-symmetry): s = sqrt(2 / (k^2 C_out)) for conv and LC layers, 1 / sqrt(fan_in) for dense; "
+        "M ~ |N(0, s^2)| (conv, LC) or U(0, s) (dense). 'biotorch' (jsalbert/biotorch): s = sqrt(2 / (fan_in + "
+        "fan_out)), the Xavier std; M = |U(-a, a)| with a = sqrt(6 / (fan_in + fan_out)). 'unit': s = 1, "
+        "M ~ |N(0, 1)| (Liao et al.'s unscaled sign: errors grow ~||sign(W)|| / ||W|| per layer; use it with "
+        "batch_manhattan or batch norm).",
+    )
+    scale: Optional[float] = Field(None, gt=0, description="Replaces s (the magnitudes' law stays).")
+    batch_manhattan: bool = Field(
+        False, description="Batch Manhattan (Liao et al. 2016; Xiao et al.'s --bm): the update of each weight and "
+        "bias the rule trains is the element-wise sign of its gradient, before the optimiser's weight decay and "
+        "momentum.",
     )
 
 
 class MirrorSettings(SpecModel):
-    """Weight mirror phases (Akrout et al. 2019): each layer is driven by noise
-    x ~ N(0, noise_sigma^2), y = W x, and Delta B = lr * x y^T - decay * B."""
+    """Weight mirror phases (Akrout et al. 2019): each layer is driven by its own noise x, responds with y, and
+    B += lr * (D - decay * B) with D the sum (or mean) of x y^T over the mirror batch. The defaults are Akrout et
+    al.'s released code (makrout/Deep-Learning-without-Weight-Transport, fcnn/FCNN_WM.py)."""
 
-    lr: float = Field(0.05, gt=0, description="eta_B, the mirror learning rate.")
-    noise_sigma: float = Field(1.0, gt=0)
-    decay: float = Field(0.5, ge=0, description="Growth control: weight decay of B in mirror updates.")
-    batch_size: int = Field(128, gt=0, description="Noise samples per mirror batch.")
-    pre_batches: int = Field(100, ge=0, description="Mirror batches before training starts.")
+    lr: float = Field(0.01, gt=0, description="eta_B, the mirror learning rate (the code's mirror_learning_rate).")
+    noise: Literal["uniform", "gaussian"] = Field(
+        "uniform", description="'uniform': x = noise_sigma * (U(0, 1) - 0.5) (the code's noise_amplitude * (rand - "
+        "0.5)); 'gaussian': x ~ N(0, noise_sigma^2) (the paper's text).",
+    )
+    noise_sigma: float = Field(0.1, gt=0, description="Noise scale: the uniform noise's width or the Gaussian's std.")
+    response: Literal["layer", "linear"] = Field(
+        "layer", description="'layer': y = f(W x + b), f the activation right after the layer (none before batch "
+        "norm or at the output), as the code's sigmoid(W x + b); 'linear': y = W x, whose E[x y^T] = var(x) W^T.",
+    )
+    reduction: Literal["sum", "mean"] = Field(
+        "sum", description="D sums x y^T over the mirror batch ('sum', the code's matmul) or averages it ('mean': "
+        "batch_size times smaller). Either way a conv layer's shared weight averages over the positions of each "
+        "noise image (the code has dense layers only).",
+    )
+    decay: float = Field(0.0, ge=0, description="Growth control: weight decay of B in mirror updates (the code's "
+                         "normalisation of B never writes back, so it has none).")
+    batch_size: int = Field(128, gt=0, description="Noise samples per mirror batch (the code: the training batch).")
+    pre_batches: Union[int, Literal["epoch"]] = Field(
+        "epoch", description="Mirror batches before training starts: a count, or 'epoch', as many as the training "
+        "batches of an epoch (the code's first mirror pass).",
+    )
     batches_per_step: int = Field(1, ge=0, description="Mirror batches after each training batch.")
     conv_noise_size: Optional[int] = Field(
         None, gt=0,
@@ -74,6 +109,27 @@ class MirrorSettings(SpecModel):
                     "Every output position of a conv is a sample of its shared weight, so small noise maps give deep "
                     "layers as many samples as full-size ones at a fraction of the cost of the large early maps.",
     )
+
+    @model_validator(mode="after")
+    def _count_is_not_negative(self):
+        if isinstance(self.pre_batches, int) and self.pre_batches < 0:
+            raise ValueError(f"mirror.pre_batches must be >= 0 or 'epoch' (got {self.pre_batches})")
+        return self
+
+
+_FEEDBACK_SCHEDULE = Field(
+    "forward", description="Learned feedback's learning rate (mirror.lr or feedback_optimizer.lr; direct "
+    "Kolen-Pollack's optimiser): 'forward' follows the forward optimiser's schedule, 'constant' stays fixed.",
+)
+
+
+def _constant_feedback_schedule(optimizer, where: str) -> None:
+    if optimizer is not None and optimizer.schedule.name != "constant":
+        raise ValueError(
+            f"{where}.schedule is {optimizer.schedule.name!r}: feedback learning rates follow the forward "
+            "optimiser's schedule (rule.feedback_schedule='forward') or stay fixed ('constant'); give the feedback "
+            "optimiser the constant schedule"
+        )
 
 
 class WeightMirror(_RandomFeedback):
@@ -85,6 +141,12 @@ class WeightMirror(_RandomFeedback):
     feedback_optimizer: Optional[OptimizerSpec] = Field(
         None, description="Optimiser for B's mirror updates; default: plain Delta B steps at mirror.lr."
     )
+    feedback_schedule: Literal["forward", "constant"] = _FEEDBACK_SCHEDULE
+
+    @model_validator(mode="after")
+    def _schedule_is_the_forward_one(self):
+        _constant_feedback_schedule(self.feedback_optimizer, "rule.feedback_optimizer")
+        return self
 
 
 class KolenPollack(_RandomFeedback):
@@ -92,21 +154,35 @@ class KolenPollack(_RandomFeedback):
     the same update and the same weight decay, so W - B^T decays."""
 
     name: Literal["kolen_pollack"] = "kolen_pollack"
-    weight_decay: float = Field(1e-4, ge=0, description="lambda, applied to W and B alike.")
+    weight_decay: float = Field(1e-4, ge=0, description="lambda, applied to W and B alike (in place of the optimiser's "
+                                "L2 term, which still decays biases and batch norm as under every rule).")
+    decay: Literal["per_step", "lr_scaled"] = Field(
+        "per_step", description="'per_step': W and B shrink by (1 - lambda) every step (Akrout et al.'s Delta W = "
+        "-eta grad - lambda W; their released FCNN_KP.py multiplies by a factor that defaults to 1, no decay). "
+        "'lr_scaled': by (1 - lr_t lambda), lr_t the forward optimiser's scheduled learning rate, so the decay "
+        "falls with the schedule as BP's L2 decay does (lambda = weight_decay / (1 - momentum) matches SGD's L2 "
+        "through momentum in the long run).",
+    )
 
 
-class Feedback(_RandomFeedback):
+class Feedback(SpecModel):
     """A gradient-family rule stated by its parts.
     source: what carries errors back ('weight' = W^T, 'random' = fixed B,
     'sign' = sign(W), 'learned' = a B that learns); learning: how a learned B
     learns; topology: 'layerwise' (layer to layer) or 'direct' (from the output)."""
 
     name: Literal["feedback"] = "feedback"
+    feedback_init: Optional[InitSpec] = Field(
+        None, description="Initialisation of B; default: W's own law (layerwise: B has W's layout) or Nokland's "
+        "U(-1/sqrt(F), 1/sqrt(F)) (direct: B is classes x the layer's input features F, as for rule 'dfa').",
+    )
     source: Literal["weight", "random", "sign", "learned"] = "random"
     learning: Literal["none", "mirror", "kolen_pollack"] = "none"
     topology: Literal["layerwise", "direct"] = "layerwise"
     mirror: MirrorSettings = Field(default_factory=MirrorSettings)
     weight_decay: float = Field(1e-4, ge=0, description="lambda for learning='kolen_pollack'.")
+    decay: Literal["per_step", "lr_scaled"] = Field("per_step", description="As rule 'kolen_pollack''s decay.")
+    feedback_schedule: Literal["forward", "constant"] = _FEEDBACK_SCHEDULE
 
     @model_validator(mode="after")
     def _parts_fit(self):

@@ -29,6 +29,7 @@ class RewriteContext:
     rewrites: list = field(default_factory=list)
     hooks: list = field(default_factory=list)
     extra_graphs: dict = field(default_factory=dict)   # name -> (GraphModule, Signature), shown by inspect
+    decay_exempt: set = field(default_factory=set)     # parameters a rule decays itself (the optimiser's L2 skips them)
 
     def generator(self, purpose: int) -> torch.Generator:
         """A generator seeded from train.seed and a purpose number, so state tensors
@@ -82,6 +83,44 @@ class RulePass:
 
     def rewrite(self, ctx: RewriteContext, layers) -> None:
         raise NotImplementedError
+
+
+def schedule_factor(run) -> float:
+    """The forward learning-rate schedule's current factor (lr now / base lr), which feedback learning rates
+    follow; 1 outside a run (hooks called directly)."""
+    optimizer = getattr(run, "optimizer", None)
+    if optimizer is None:
+        return 1.0
+    group = optimizer.param_groups[0]
+    return group["lr"] / group.get("initial_lr", group["lr"])
+
+
+def forward_lr(run) -> float | None:
+    """The forward optimiser's current learning rate, or None outside a run."""
+    optimizer = getattr(run, "optimizer", None)
+    return None if optimizer is None else optimizer.param_groups[0]["lr"]
+
+
+class ScheduledOptimizer:
+    """A feedback optimiser whose learning rate follows the forward schedule (follow=True) or stays fixed."""
+
+    def __init__(self, optimizer, follow: bool):
+        self.optimizer, self.follow = optimizer, follow
+        self.base = [group["lr"] for group in optimizer.param_groups]
+
+    def step(self, run) -> None:
+        factor = schedule_factor(run) if self.follow else 1.0
+        for group, base in zip(self.optimizer.param_groups, self.base):
+            group["lr"] = base * factor
+        self.optimizer.step()
+
+    def state_dict(self) -> dict:
+        return self.optimizer.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state)
+        for group, base in zip(self.optimizer.param_groups, self.base):
+            group["lr"] = base      # step() sets the scheduled lr again
 
 
 class RuleHooks:

@@ -4,9 +4,17 @@ reaches every hidden layer through its own fixed random matrix.
 Each used grad_input node (the error a layer sends down to its input) is
 replaced by `direct_feedback(e, B, input shape)` = e @ B, with B of shape
 (classes, input features): delta_l = (B e) * f'(a_l) once the activation's
-backward applies f'. No node reads an error computed by the layer above any
-more: the graph no longer carries errors layer to layer. The state tensor
-'<layer>.feedback' is the B that delivers e to <layer>'s input."""
+backward applies f'. In a plain chain no error computed by a layer above
+reaches a layer below any more; in a ResNet the shortcuts still add the block
+output's error to the block input's (the sum's backward is left as traced).
+The state tensor '<layer>.feedback' is the B that delivers e to <layer>'s input.
+
+B's default law is Nokland's: U(-1/sqrt(F), 1/sqrt(F)) with F the number of
+input features the error lands on (anokland/dfa-torch, Models/ErrorFeedback.lua:
+`self.mag = 1/math.sqrt(self.feedback:size(2))`, the hidden size); TinyDFA
+(lightonai) draws U(-1, 1) and divides the projection by sqrt(F), the same law.
+rule.feedback_init replaces it with an init scheme over (classes, F) with
+fan_in = classes, fan_out = F (glorot_uniform is BioTorch's dense DFA law)."""
 
 import math
 
@@ -16,8 +24,9 @@ from ...nn.init import init_tensor
 from ...optim import build_optimizer
 from ..program import META_LAYER, META_ROLE, Slot
 from ..trace import nodes_of
-from .base import RuleHooks, RulePass
+from .base import RuleHooks, RulePass, ScheduledOptimizer
 from .fa import FEEDBACK_STREAM
+from .kolen_pollack import decay_factor
 
 
 def output_error(ctx) -> torch.fx.Node:
@@ -38,12 +47,18 @@ class DirectFeedbackAlignment(RulePass):
         created = {}
         error = output_error(ctx)
         classes = ctx.network.output_shape[0]
-        scheme = getattr(self.spec, "feedback_init", None) or ctx.spec.network.init
+        scheme = getattr(self.spec, "feedback_init", None)
         generator = ctx.generator(FEEDBACK_STREAM)
         for info in layers:
             features = math.prod(info.in_shape)
             device = dict(ctx.network.named_parameters())[info.weight].device
-            feedback = init_tensor(torch.empty(classes, features), scheme, classes, features, generator).to(device)
+            feedback = torch.empty(classes, features)
+            if scheme is None:     # Nokland's U(-1/sqrt(F), 1/sqrt(F))
+                bound = 1.0 / math.sqrt(features)
+                feedback.uniform_(-bound, bound, generator=generator)
+            else:
+                init_tensor(feedback, scheme, classes, features, generator)
+            feedback = feedback.to(device)
             targets = nodes_of(ctx.graph, info.name, "grad_input")
             if not targets:
                 continue
@@ -65,10 +80,11 @@ class DirectFeedbackAlignment(RulePass):
 
 
 class DirectKolenPollack(DirectFeedbackAlignment):
-    """Direct feedback learned by Kolen-Pollack (a combination no paper ran): B_l, standing where a direct
-    readout from layer l's input to the output would be, gets that readout's gradient e^T h_l (the layer's
-    dense_grad_weight op on (e, flattened input), a new graph output), stepped by an optimiser of the forward
-    optimiser's kind and settings, then decayed by (1 - weight_decay)."""
+    """Direct Kolen-Pollack (Webster et al., "Learning the connections in direct feedback alignment"; code
+    webstah/dkp-gist): B_l, standing where a direct readout from layer l's input to the output would be, gets
+    that readout's gradient e^T h_l (the layer's dense_grad_weight op on (e, flattened input), a new graph
+    output), stepped by an optimiser of the forward optimiser's kind and settings whose learning rate follows
+    the forward schedule (rule.feedback_schedule), then decayed as Kolen-Pollack decays (rule.decay)."""
 
     name = "direct_kolen_pollack"
 
@@ -92,19 +108,23 @@ class DirectKolenPollack(DirectFeedbackAlignment):
             ctx.signature.outputs.append(Slot("state_grad", f"{info.name}.feedback"))
         output.args = (tuple(values),)
         feedback = [b for b, _ in created.values()]
-        ctx.hooks.append(DirectPairedUpdate(build_optimizer(ctx.spec.optimizer, feedback), feedback,
-                                            self.spec.weight_decay))
+        # B has no L2 term of its own: the decay below is Kolen-Pollack's
+        optimizer = build_optimizer(ctx.spec.optimizer.model_copy(update={"weight_decay": 0.0}), feedback)
+        follow = getattr(self.spec, "feedback_schedule", "forward") == "forward"
+        ctx.hooks.append(DirectPairedUpdate(ScheduledOptimizer(optimizer, follow), feedback, self.spec.weight_decay,
+                                            getattr(self.spec, "decay", "per_step")))
 
 
 class DirectPairedUpdate(RuleHooks):
-    def __init__(self, optimizer, feedback, weight_decay: float):
-        self.optimizer, self.feedback, self.weight_decay = optimizer, feedback, weight_decay
+    def __init__(self, optimizer, feedback, weight_decay: float, mode: str = "per_step"):
+        self.optimizer, self.feedback, self.weight_decay, self.mode = optimizer, feedback, weight_decay, mode
 
     @torch.no_grad()
     def after_step(self, run) -> None:
-        self.optimizer.step()            # the graph put each B's gradient in B.grad
+        self.optimizer.step(run)            # the graph put each B's gradient in B.grad
+        factor = decay_factor(self.weight_decay, self.mode, run)
         for b in self.feedback:
-            b.mul_(1.0 - self.weight_decay)
+            b.mul_(factor)
 
     def state_dict(self) -> dict:
         return {"optimizer": self.optimizer.state_dict()}

@@ -3,8 +3,8 @@ feedback tensor B (same layout as W) instead of W.
 
 delta_{l-1} = (B_l delta_l) * f'(a_l-1): the activation derivative and the
 weight gradient are left as traced, only the weight argument of grad_input
-changes. B_l is initialised like W_l (rule.feedback_init, default
-network.init) from its own seeded stream."""
+changes. B_l is drawn by the law W_l was drawn by (the layer's init, network.init or a
+macro's head_init), or by rule.feedback_init, from its own seeded stream."""
 
 from ..trace import nodes_of
 from .base import RuleHooks, RulePass
@@ -15,10 +15,11 @@ FEEDBACK_STREAM = 1
 def add_feedback_tensors(ctx, rule_name: str, spec, layers) -> dict:
     """Give every layer whose input gradient is used a feedback tensor B (W's layout) and retarget its
     grad_input nodes to it; returns {layer name: B}. Shared by FA, weight mirror and Kolen-Pollack."""
-    scheme = getattr(spec, "feedback_init", None) or ctx.spec.network.init
     generator = ctx.generator(FEEDBACK_STREAM)
     created = {}
     for info in layers:
+        # B is drawn by the law W was drawn by (Lillicrap et al., BioTorch, Akrout et al.'s code), unless given
+        scheme = getattr(spec, "feedback_init", None) or info.init or ctx.spec.network.init
         # every layer draws B (so a layer's B does not depend on which others use feedback) ...
         feedback = ctx.init_like_weight(info, scheme, generator)
         targets = nodes_of(ctx.graph, info.name, "grad_input")

@@ -4,12 +4,17 @@ the same update as W, and the same weight decay.
 The graph rewrite is FA's. The hook snapshots each W before the forward
 optimiser steps and adds the optimiser's actual update U = W_after - W_before
 to B (B has W's layout, so this is the transposed update of the paper), then
-decays both by (1 - weight_decay). Whatever the optimiser (SGD, Adam, ...),
-W - B therefore shrinks by (1 - weight_decay) every step."""
+decays both by the same factor, so whatever the optimiser (SGD, Adam, ...)
+W - B shrinks by that factor every step:
+  decay='per_step':  (1 - lambda)             Akrout et al.'s Delta W = -eta grad - lambda W
+  decay='lr_scaled': (1 - lr_t * lambda)      lr_t the forward optimiser's scheduled lr now, so the decay
+                                              shrinks with the schedule as an L2 term's does under BP
+The layers' W are exempt from the optimiser's L2 term (this decay replaces it); their biases, batch norm
+and the other rules' layers keep it, as under every other rule."""
 
 import torch
 
-from .base import RuleHooks, RulePass
+from .base import RuleHooks, RulePass, forward_lr
 from .fa import add_feedback_tensors
 
 
@@ -20,13 +25,22 @@ class KolenPollack(RulePass):
         feedback = add_feedback_tensors(ctx, self.name, self.spec, layers)
         params = dict(ctx.network.named_parameters())
         pairs = [(info.name, params[info.weight], feedback.get(info.name)) for info in layers]
-        ctx.hooks.append(PairedUpdate(pairs, self.spec.weight_decay))
+        ctx.decay_exempt.update(info.weight for info in layers)
+        ctx.hooks.append(PairedUpdate(pairs, self.spec.weight_decay, getattr(self.spec, "decay", "per_step")))
+
+
+def decay_factor(weight_decay: float, mode: str, run) -> float:
+    """The factor W and B are multiplied by after a step."""
+    if mode == "lr_scaled":
+        lr = forward_lr(run)
+        return 1.0 - weight_decay * (lr if lr is not None else 1.0)
+    return 1.0 - weight_decay
 
 
 class PairedUpdate(RuleHooks):
-    def __init__(self, pairs, weight_decay: float):
+    def __init__(self, pairs, weight_decay: float, mode: str = "per_step"):
         self.pairs = pairs            # (layer, W, B or None: the first layer has no B but still decays)
-        self.weight_decay = weight_decay
+        self.weight_decay, self.mode = weight_decay, mode
         self.before = []
 
     def before_step(self, run) -> None:
@@ -34,12 +48,13 @@ class PairedUpdate(RuleHooks):
 
     @torch.no_grad()
     def after_step(self, run) -> None:
+        factor = decay_factor(self.weight_decay, self.mode, run)
         olds = iter(self.before)
         for _, w, b in self.pairs:
             if b is not None:
                 b.add_(w - next(olds))
-                b.mul_(1.0 - self.weight_decay)
-            w.mul_(1.0 - self.weight_decay)
+                b.mul_(factor)
+            w.mul_(factor)
         self.before = []
 
     def feedback_tensors(self) -> dict:

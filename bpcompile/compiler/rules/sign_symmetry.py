@@ -1,17 +1,24 @@
-"""Sign symmetry: each layer's input gradient reads sign(W) instead of W.
+"""Sign symmetry: each layer's input gradient reads sign(W), with magnitudes, instead of W.
 
-The stand-in is a `sign_feedback(W, magnitude, scale)` node computed from
-the current W inside the backward graph, so it never goes stale. Variants
-(Liao et al. 2016, Xiao et al. 2018):
-  sign: sign(W) * scale (scale default 1)
-  usf:  sign(W) * scale, scale default sqrt(2 / fan_out) (Xiao et al.'s fixed scale)
-  frsf: sign(W) * M * scale, M = |N(0, 1)| drawn once (a state tensor)
-  brsf: sign(W) * M * scale, M = |N(0, 1)| redrawn before every batch (a hook)"""
+The stand-in is a `sign_feedback(W, magnitude, scale)` node computed from the current W inside the backward
+graph, so it never goes stale. Variants (Liao et al. 2016's names):
+  sign, usf: sign(W) * s                 (uniform sign-concordant feedback; Xiao et al.'s "sign-symmetry")
+  frsf:      sign(W) * M, M drawn once   (fixed random magnitudes, a state tensor)
+  brsf:      sign(W) * M, M redrawn before every batch (a hook)
+The per-layer scale s and the law of M follow `rule.magnitudes` (see `layer_scale` and `draw_magnitude`):
+  xiao:     s = sqrt(2 / (k^2 C_out)) for conv and LC layers, 1 / sqrt(fan_in) for dense layers; M ~ |N(0, s^2)|
+            (conv, LC) or U(0, s) (dense): willwx/sign-symmetry, modules/af_conv2d_module.py, af_linear_module.py
+  biotorch: s = sqrt(2 / (fan_in + fan_out)), the Xavier std; M = |U(-a, a)|, a = sqrt(6 / (fan_in + fan_out)):
+            jsalbert/biotorch, layers/fa_constructor/{linear,conv}.py
+  unit:     s = 1, M ~ |N(0, 1)| (Liao et al.'s plain sign, meant for Batch Manhattan or batch norm)
+rule.scale replaces s. rule.batch_manhattan replaces each of the rule's parameter updates by its element-wise
+sign before the optimiser (Liao et al.; Xiao et al.'s optim/bm_nsc_sgd.py), a rewrite of the graph's outputs."""
 
 import math
 
 import torch
 
+from ...spec import SignSymmetry as SignSymmetrySpec
 from ..program import META_LAYER, META_ROLE
 from ..trace import nodes_of
 from .base import RuleHooks, RulePass
@@ -19,43 +26,86 @@ from .base import RuleHooks, RulePass
 MAGNITUDE_STREAM = 2
 
 
-def default_scale(variant: str, info) -> float:
-    return math.sqrt(2.0 / info.fan_out) if variant == "usf" else 1.0
+def layer_scale(magnitudes: str, info) -> float:
+    """s, the scale of the layer's feedback under the `magnitudes` convention (fans in the conv convention)."""
+    if magnitudes == "xiao":
+        return 1.0 / math.sqrt(info.fan_in) if info.type == "dense" else math.sqrt(2.0 / info.fan_out)
+    if magnitudes == "biotorch":
+        return math.sqrt(2.0 / (info.fan_in + info.fan_out))
+    return 1.0
+
+
+def magnitude_law(magnitudes: str, info) -> str:
+    """How M is drawn: 'half_normal' (|N(0, s^2)|), 'uniform' (U(0, s)) or 'abs_uniform' (|U(-sqrt(3) s, sqrt(3) s)|)."""
+    if magnitudes == "xiao" and info.type == "dense":
+        return "uniform"
+    if magnitudes == "biotorch":
+        return "abs_uniform"
+    return "half_normal"
+
+
+@torch.no_grad()
+def draw_magnitude(tensor: torch.Tensor, law: str, scale: float, generator: torch.Generator) -> torch.Tensor:
+    """Fill `tensor` in place with magnitudes M >= 0 of the given law and scale."""
+    if law == "half_normal":
+        return tensor.normal_(0.0, scale, generator=generator).abs_()
+    if law == "uniform":
+        return tensor.uniform_(0.0, scale, generator=generator)
+    bound = math.sqrt(3.0) * scale          # U(-a, a) has std a / sqrt(3): the Xavier draw when s is its std
+    return tensor.uniform_(-bound, bound, generator=generator).abs_()
 
 
 class SignSymmetry(RulePass):
     name = "sign_symmetry"
 
     def __init__(self, spec):
-        super().__init__(spec)
-        self.variant = getattr(spec, "variant", "sign")
+        # rule 'feedback' with source='sign' states the parts only: it gets sign symmetry's default options
+        super().__init__(spec if spec.name == "sign_symmetry" else SignSymmetrySpec())
 
     def rewrite(self, ctx, layers) -> None:
         params = dict(ctx.network.named_parameters())
         generator = ctx.generator(MAGNITUDE_STREAM)
-        hooks = SignHooks(self.variant, ctx.spec.train.seed)
+        variant = self.spec.variant
+        hooks = SignHooks(variant, ctx.spec.train.seed)
         for info in layers:
+            if self.spec.batch_manhattan:
+                batch_manhattan(ctx, self.name, info)
             targets = nodes_of(ctx.graph, info.name, "grad_input")
             if not targets:
                 continue
-            scale = self.spec.scale if getattr(self.spec, "scale", None) else default_scale(self.variant, info)
+            scale = self.spec.scale if self.spec.scale is not None else layer_scale(self.spec.magnitudes, info)
             weight = params[info.weight]
             magnitude_node = None
             magnitude = None
-            if self.variant in ("frsf", "brsf"):
-                magnitude = torch.randn(weight.shape, generator=generator).abs_().to(weight.device)
+            law = magnitude_law(self.spec.magnitudes, info)
+            if variant in ("frsf", "brsf"):
+                magnitude = draw_magnitude(torch.empty(weight.shape), law, scale, generator).to(weight.device)
                 magnitude_node = ctx.add_state(f"{info.name}.magnitude", magnitude)
-            hooks.layers.append((info.name, weight, magnitude, scale))
+            feedback_scale = 1.0 if magnitude is not None else scale     # M already carries s
+            hooks.layers.append((info.name, weight, magnitude, feedback_scale, law, scale))
             weight_node = ctx.param_node(info.weight)
             for node in targets:
                 with ctx.graph.graph.inserting_before(node):
                     sign = ctx.graph.graph.call_function(
-                        torch.ops.bpcompile.sign_feedback.default, (weight_node, magnitude_node, float(scale)))
+                        torch.ops.bpcompile.sign_feedback.default, (weight_node, magnitude_node, float(feedback_scale)))
                 sign.meta[META_LAYER], sign.meta[META_ROLE] = info.name, "sign_feedback"
                 what = f"sign({info.weight})" + (f" * {info.name}.magnitude" if magnitude is not None else "") + \
-                    (f" * {scale:.4g}" if scale != 1.0 else "")
+                    (f" * {feedback_scale:.4g}" if feedback_scale != 1.0 else "")
                 ctx.retarget_weight(self.name, info, node, sign, what)
         ctx.hooks.append(hooks)
+
+
+def batch_manhattan(ctx, rule: str, info) -> None:
+    """Replace the graph's update of the layer's weight and bias by its element-wise sign."""
+    output = next(n for n in ctx.graph.graph.nodes if n.op == "output")
+    values = list(output.args[0])
+    for i, slot in enumerate(ctx.signature.outputs):
+        if slot.kind != "grad" or slot.name not in (info.weight, info.bias) or values[i] is None:
+            continue
+        with ctx.graph.graph.inserting_before(output):
+            values[i] = ctx.graph.graph.call_function(torch.ops.aten.sign.default, (values[i],))
+        ctx.record(rule, info.name, values[i], f"Batch Manhattan: the update of {slot.name} is the sign of its gradient")
+    output.args = (tuple(values),)
 
 
 class SignHooks(RuleHooks):
@@ -63,7 +113,7 @@ class SignHooks(RuleHooks):
 
     def __init__(self, variant: str, seed: int):
         self.variant = variant
-        self.layers = []          # (layer, W, magnitude or None, scale)
+        self.layers = []          # (layer, W, magnitude or None, scale of sign(W) [* M], law of M, scale of M)
         self.generators = {}
         self.seed = seed
 
@@ -76,14 +126,14 @@ class SignHooks(RuleHooks):
     def before_step(self, run) -> None:
         if self.variant != "brsf":
             return
-        for _, weight, magnitude, _ in self.layers:
-            magnitude.normal_(generator=self._generator(magnitude.device)).abs_()
+        for _, _, magnitude, _, law, scale in self.layers:
+            draw_magnitude(magnitude, law, scale, self._generator(magnitude.device))
 
     def feedback_tensors(self) -> dict:
         out = {}
-        for name, weight, magnitude, scale in self.layers:
+        for name, weight, magnitude, feedback_scale, _, _ in self.layers:
             b = torch.sign(weight.detach())
-            out[name] = (b * magnitude if magnitude is not None else b) * scale
+            out[name] = (b * magnitude if magnitude is not None else b) * feedback_scale
         return out
 
     def state_dict(self) -> dict:
