@@ -1,11 +1,12 @@
 """Regenerate the shipped specs from Python (the specs are data; this is how to make them).
 
-    python specs/generate.py            # rewrites specs/*.json and specs/printed/*.json
+    python specs/generate.py            # rewrites specs/*.json, specs/printed/, specs/biotorch/, specs/akrout/
     python specs/generate.py --check    # exits 1 if a shipped spec differs from what this script makes
 
 Bartunov et al.'s cells come from bpcompile.spec.paper (Table 3 nets, Table 5 settings with the departures
 docs/DEVIATIONS.md records); specs/printed/ holds the cells that depart, as printed. Akrout et al.'s ResNets
-come from bpcompile.spec.akrout."""
+come from bpcompile.spec.akrout (specs/akrout/: the setup of their released MNIST code), BioTorch's LeNet
+benchmark from bpcompile.spec.biotorch (specs/biotorch/)."""
 
 import sys
 from pathlib import Path
@@ -14,7 +15,8 @@ from bpcompile.spec import (
     FA, MNIST, Activation, Adam, Dense, ExperimentSpec, Flatten, KolenPollack, MirrorSettings, NetworkSpec, SignSymmetry,
     TrainSpec, WeightMirror, spec_to_json,
 )
-from bpcompile.spec.akrout import RULES as RESNET_RULES, resnet_experiment
+from bpcompile.spec import biotorch
+from bpcompile.spec.akrout import CODE_RULES, RULES as RESNET_RULES, code_experiment, resnet_experiment
 from bpcompile.spec.paper import paper_experiment, shipped_changes
 
 HERE = Path(__file__).parent
@@ -78,7 +80,8 @@ def all_specs() -> dict[str, ExperimentSpec]:
     specs["mnist_fc_ss"] = weight_transport_rule("mnist_fc_ss", SignSymmetry(variant="sign"))
     # a large mirror batch and a long first mirror phase: B starts within a few degrees of W
     specs["mnist_fc_wm"] = weight_transport_rule("mnist_fc_wm", WeightMirror(
-        mirror=MirrorSettings(lr=0.05, noise_sigma=1.0, decay=0.5, batch_size=512, pre_batches=300, batches_per_step=1)))
+        mirror=MirrorSettings(lr=0.05, noise="gaussian", noise_sigma=1.0, response="linear", reduction="mean", decay=0.5,
+                              batch_size=512, pre_batches=300, batches_per_step=1)))
     # W - B shrinks by (1 - weight_decay) a step: 1e-3 closes most of the initial gap within an epoch of 469 steps
     specs["mnist_fc_kp"] = weight_transport_rule("mnist_fc_kp", KolenPollack(weight_decay=1e-3))
     specs.update(resnet_specs())
@@ -95,11 +98,21 @@ def resnet_specs() -> dict[str, ExperimentSpec]:
     return specs
 
 
+def folder_specs() -> dict[str, dict[str, ExperimentSpec]]:
+    """Specs kept in sub-folders: folder -> {name: spec}."""
+    return {
+        "printed": printed_specs(),
+        "biotorch": {f"mnist_lenet_{rule}": biotorch.lenet_experiment(rule) for rule in biotorch.RULES},
+        "akrout": {f"mnist_fc_{rule}_code": code_experiment(rule) for rule in CODE_RULES},
+    }
+
+
 def main(check: bool) -> int:
     stale = []
     targets = [(HERE / f"{name}.json", spec) for name, spec in all_specs().items()]
-    targets += [(HERE / "printed" / f"{name}.json", spec) for name, spec in printed_specs().items()]
-    (HERE / "printed").mkdir(exist_ok=True)
+    for folder, specs in folder_specs().items():
+        targets += [(HERE / folder / f"{name}.json", spec) for name, spec in specs.items()]
+        (HERE / folder).mkdir(exist_ok=True)
     for path, spec in targets:
         text = spec_to_json(spec)
         if check:
