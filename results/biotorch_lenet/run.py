@@ -1,0 +1,213 @@
+"""BioTorch's MNIST LeNet benchmark: our rules beside BioTorch's own layers on the same batches, and the
+stability check at lr 0.01, momentum 0.9.
+
+    python results/biotorch_lenet/run.py --epochs 15 --jobs 2     # train everything missing, then report
+    python results/biotorch_lenet/run.py --report-only            # results/biotorch_lenet.md from the runs
+
+* runs/ours/<rule>/: `bpcompile run specs/biotorch/mnist_lenet_<rule>.json` for --epochs (BioTorch's recipe:
+  per-rule SGD lr, momentum 0.9, weight decay 1e-3, batch 64, 32x32 inputs; the schedule's first drop is at
+  epoch 50).
+* runs/biotorch/<rule>/: biotorch_side.py: BioTorch 0.0.16's LeNetMNIST and layers (`pip install --no-deps
+  biotorch==0.0.16`) trained on the same batches with the same optimiser settings.
+* runs/check/<ours|biotorch>/<rule>/: 2 epochs at lr 0.01, momentum 0.9, no weight decay, batch 128 with
+  each rule's defaults (ours: bp, fa, dfa, sign symmetry's four variants, weight mirror, Kolen-Pollack;
+  BioTorch: its six).
+Runs that finished with the asked-for epochs are kept. One CPU thread per run."""
+
+import argparse
+import json
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+RUNS = HERE / "runs"
+REPORT = HERE.parent / "biotorch_lenet.md"
+sys.path.insert(0, str(ROOT))
+from bpcompile.spec.biotorch import BENCHMARK_ERRORS, RULES  # noqa: E402
+
+CHECK_RULES = {
+    "bp": {"name": "bp"}, "fa": {"name": "fa"}, "dfa": {"name": "dfa"},
+    "sign": {"name": "sign_symmetry", "variant": "sign"}, "usf": {"name": "sign_symmetry", "variant": "usf"},
+    "brsf": {"name": "sign_symmetry", "variant": "brsf"}, "frsf": {"name": "sign_symmetry", "variant": "frsf"},
+    "wm": {"name": "weight_mirror"}, "kp": {"name": "kolen_pollack"},
+}
+CHECK_SETTINGS = ["optimizer.lr=0.01", "optimizer.weight_decay=0", 'optimizer.schedule={"name": "constant"}',
+                  "data.batch_size=128", "train.epochs=2"]
+
+
+def summary(out: Path):
+    try:
+        return json.loads((out / "summary.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def run(cmd, out: Path, epochs: int) -> None:
+    found = summary(out)
+    if found and found.get("epochs") == epochs and found.get("status", "finished") == "finished":
+        print(f"kept {out.relative_to(ROOT)}", flush=True)
+        return
+    print(" ".join(str(c) for c in cmd[2:]), flush=True)
+    result = subprocess.run(cmd, check=False, capture_output=True, text=True, cwd=ROOT)
+    if result.returncode:
+        print(f"{out.relative_to(ROOT)}: exit {result.returncode}\n{result.stderr[-1500:]}", flush=True)
+    (out / "checkpoint.pt").unlink(missing_ok=True)
+
+
+def ours(spec: Path, out: Path, sets: list[str], args) -> list:
+    cmd = [sys.executable, "-m", "bpcompile", "run", str(spec), "--data-dir", args.data_dir, "--device", "cpu",
+           "--out", str(out), "--overwrite", "--no-progress", "--set", "train.num_threads=1"]
+    for s in sets:
+        cmd += ["--set", s]
+    return cmd
+
+
+def theirs(spec: Path, out: Path, epochs: int, args) -> list:
+    return [sys.executable, str(HERE / "biotorch_side.py"), str(spec), "--epochs", str(epochs), "--out", str(out),
+            "--data-dir", args.data_dir]
+
+
+def jobs(args) -> list:
+    work = []
+    for rule in RULES:
+        spec = ROOT / "specs" / "biotorch" / f"mnist_lenet_{rule}.json"
+        work.append((ours(spec, RUNS / "ours" / rule, [f"train.epochs={args.epochs}"], args), RUNS / "ours" / rule,
+                     args.epochs))
+        work.append((theirs(spec, RUNS / "biotorch" / rule, args.epochs, args), RUNS / "biotorch" / rule, args.epochs))
+    for rule, rule_spec in CHECK_RULES.items():
+        spec = ROOT / "specs" / "biotorch" / "mnist_lenet_bp.json"
+        out = RUNS / "check" / "ours" / rule
+        work.append((ours(spec, out, CHECK_SETTINGS + [f"rule={json.dumps(rule_spec)}"], args), out, 2))
+    for rule in RULES:
+        check_spec = RUNS / "check" / f"lenet_check_{rule}.json"
+        out = RUNS / "check" / "biotorch" / rule
+        work.append((["CHECK_SPEC", rule, check_spec], out, 2))
+    return work
+
+
+def write_check_spec(rule: str, path: Path) -> None:
+    """BioTorch's side of the stability check: the rule's LeNet spec at the check's settings."""
+    from bpcompile.spec import apply_overrides, save_spec, spec_from_dict
+
+    raw = json.loads((ROOT / "specs" / "biotorch" / f"mnist_lenet_{rule}.json").read_text())
+    spec = spec_from_dict(apply_overrides(raw, CHECK_SETTINGS))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_spec(spec, path)
+
+
+def execute(job, args) -> None:
+    cmd, out, epochs = job
+    if cmd[0] == "CHECK_SPEC":
+        write_check_spec(cmd[1], cmd[2])
+        cmd = theirs(cmd[2], out, epochs, args)
+    run(cmd, out, epochs)
+
+
+def rows(path: Path) -> list:
+    try:
+        return [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    except OSError:
+        return []
+
+
+def final_error(out: Path):
+    s = summary(out)
+    if s is None:
+        return None, None
+    diverged = s.get("status") == "diverged" or s.get("diverged")
+    return s.get("final_test_error"), diverged
+
+
+def fmt(value, diverged=False) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.2f}" + (" (diverged)" if diverged else "")
+
+
+def report() -> None:
+    lines = ["# BioTorch's MNIST LeNet benchmark: our rules beside BioTorch's own layers", "",
+             "Regenerate: `python results/biotorch_lenet/run.py --report-only`; retrain: `python results/biotorch_lenet/"
+             "run.py --epochs 20 --jobs 2` (needs `pip install --no-deps biotorch==0.0.16`). LeNet and recipe: "
+             "`bpcompile/spec/biotorch.py` (specs/biotorch/). *BioTorch, same batches* is BioTorch 0.0.16's own "
+             "LeNetMNIST and layers trained by `biotorch_side.py` on exactly our batches and optimiser settings; "
+             "*Benchmarks.md* is BioTorch's published error after 100 epochs. Test error % at the final epoch; "
+             "seed 0; a 2-core CPU, one thread per run.", ""]
+    lockstep = HERE / "lockstep.json"
+    if lockstep.exists():
+        found = json.loads(lockstep.read_text())
+        lines += ["## Lock-step with BioTorch's layers", "",
+                  "`python results/biotorch_lenet/lockstep.py --steps 30` (`lockstep.json`): BioTorch's LeNetMNIST "
+                  "given our initial weights and feedback tensors, both trained on the same batches with the BP / "
+                  "uSF / brSF / frSF recipe's optimiser. Largest relative gap between the two losses over the steps "
+                  "(float rounding, amplified by lr 0.1, parts the trajectories after a few dozen steps):", "",
+                  "| rule | steps | max relative loss gap |", "|---|---|---|"]
+        lines += [f"| {r['rule']} | {r['steps']} | {r['max_relative_loss_gap']:.1e} |" for r in found["rows"]]
+        lines.append("")
+    epochs = {s.get("epochs") for r in RULES if (s := summary(RUNS / "ours" / r))}
+    lines += [f"## The benchmark recipe, {', '.join(str(e) for e in sorted(epochs)) or '?'} epochs", "",
+              "| rule | lr | ours | BioTorch, same batches | ours − BioTorch | BioTorch Benchmarks.md (100 epochs) |",
+              "|---|---|---|---|---|---|"]
+    from bpcompile.spec.biotorch import LEARNING_RATES
+    for rule in RULES:
+        a, da = final_error(RUNS / "ours" / rule)
+        b, db = final_error(RUNS / "biotorch" / rule)
+        gap = f"{a - b:+.2f}" if a is not None and b is not None else "–"
+        lines.append(f"| {rule} | {LEARNING_RATES[rule]:g} | {fmt(a, da)} | {fmt(b, db)} | {gap} | {BENCHMARK_ERRORS[rule]} |")
+    seed1 = RUNS / "seed1"
+    if seed1.exists():
+        lines += ["", "Seed 1, 10 epochs (`--set train.seed=1`; BioTorch: `biotorch_side.py --seed 1`): whether a "
+                  "net dies at the recipe's lr 0.1 is chance.", "", "| rule | ours | BioTorch, same batches |",
+                  "|---|---|---|"]
+        for rule in sorted(p.name for p in (seed1 / "ours").iterdir()):
+            a, da = final_error(seed1 / "ours" / rule)
+            b, db = final_error(seed1 / "biotorch" / rule)
+            lines.append(f"| {rule} | {fmt(a, da)} | {fmt(b, db)} |")
+    lines += ["", "Epoch-0 `feedback_norm_ratio` (||B|| / ||W||) of our runs, per layer (DFA's B has another shape "
+              "than W: none):", "", "| rule | " + " | ".join(["conv2", "conv3", "fc1", "fc2"]) + " |", "|---|---|---|---|---|"]
+    for rule in RULES:
+        first = next((r for r in rows(RUNS / "ours" / rule) if r.get("epoch") == 0), {})
+        layers = first.get("layers", {})
+        cells = [f"{layers[k]['feedback_norm_ratio']:.2f}" if "feedback_norm_ratio" in layers.get(k, {}) else "–"
+                 for k in ("conv2", "conv3", "fc1", "fc2")]
+        lines.append(f"| {rule} | " + " | ".join(cells) + " |")
+    lines += ["", "## Stability check: 2 epochs at lr 0.01, momentum 0.9, batch 128, no weight decay", "",
+              "Each rule with its defaults (ours) or BioTorch's layers (same batches). The loss column is the "
+              "second epoch's mean training loss: a finite error with a loss far above log(10) = 2.3 means some "
+              "batches blew up.", "",
+              "| rule | ours: test error | ours: train loss | BioTorch: test error | BioTorch: train loss |",
+              "|---|---|---|---|---|"]
+    for rule in CHECK_RULES:
+        a, da = final_error(RUNS / "check" / "ours" / rule)
+        loss_a = next((r.get("train_loss") for r in reversed(rows(RUNS / "check" / "ours" / rule)) if "train_loss" in r), None)
+        theirs_dir = RUNS / "check" / "biotorch" / rule
+        b, db = final_error(theirs_dir)
+        loss_b = next((r.get("train_loss") for r in reversed(rows(theirs_dir)) if "train_loss" in r), None)
+        lines.append(f"| {rule} | {fmt(a, da)} | {fmt(loss_a)} | {fmt(b, db)} | {fmt(loss_b)} |")
+    REPORT.write_text("\n".join(lines) + "\n")
+    print(f"wrote {REPORT.relative_to(ROOT)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
+    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--only", default=None, help="'bench' or 'check': train only that part")
+    parser.add_argument("--report-only", action="store_true")
+    args = parser.parse_args()
+    if not args.report_only:
+        work = jobs(args)
+        if args.only == "check":
+            work = [j for j in work if "check" in str(j[1])]
+        elif args.only == "bench":
+            work = [j for j in work if "check" not in str(j[1])]
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            list(pool.map(lambda job: execute(job, args), work))
+    report()
+
+
+if __name__ == "__main__":
+    main()
