@@ -53,9 +53,6 @@ class AlignmentProbe:
             found.setdefault(slot.kind, {})[slot.name] = value
         return found
 
-    def _outputs(self, graph, signature, kind: str) -> dict:
-        return self._all_outputs(graph, signature).get(kind, {})
-
     def measure(self) -> dict:
         program = self.program
         # the training graphs update batch norm's running statistics in place: a probe must leave no trace
@@ -69,7 +66,7 @@ class AlignmentProbe:
         true_outputs = self._all_outputs(program.probe_graph, program.probe_signature)
         rule, true = rule_outputs.get("grad", {}), true_outputs.get("grad", {})
         rule_deltas, true_deltas = rule_outputs.get("delta", {}), true_outputs.get("delta", {})
-        reconstruction = self._outputs(program.train_graph, program.train_signature, "inverse_loss")
+        reconstruction = rule_outputs.get("inverse_loss", {})   # target propagation: the rule graph is train_graph
         with torch.no_grad():
             for b, value in zip(buffers, saved):
                 b.copy_(value)

@@ -74,11 +74,12 @@ def following_activation(network, info, loss: str):
 
     if info is network.layer_table[-1]:
         return torch.sigmoid if loss == "sigmoid_cross_entropy" else None
-    names = list(network._modules)
+    children = list(network.named_children())
+    names = [name for name, _ in children]
     if info.name not in names:
         return None          # a layer inside a macro (a ResNet block): batch norm follows its convs
     index = names.index(info.name)
-    following = network._modules[names[index + 1]] if index + 1 < len(names) else None
+    following = children[index + 1][1] if index + 1 < len(children) else None
     return following.fn if isinstance(following, Activation) else None
 
 
