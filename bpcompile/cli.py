@@ -45,7 +45,8 @@ def _device_option(f):
 @_device_option
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Where the data set files are.")
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Continue the run in this directory from its checkpoint (SPEC optional; may raise train.epochs).")
+              help="Continue the run in this directory from its checkpoint (SPEC optional; may raise train.epochs); a "
+                   "run without a checkpoint starts again from epoch 1.")
 @click.option("--overwrite", is_flag=True, help="Replace the run files in an existing --out directory.")
 @click.option("--dry-run", "dry_run_steps", type=click.IntRange(min=1), default=None, metavar="STEPS",
               help="Run STEPS steps on random data of the spec's shapes; writes nothing.")
@@ -194,25 +195,23 @@ def inspect(spec_path, assignments, stage, fmt, out, device):
 @click.argument("spec_paths", metavar="SPEC...", type=SPEC_PATH, nargs=-1, required=True)
 @_set_option
 def validate(spec_paths, assignments):
-    """Check specs: schema, layer shapes, rule availability. Exit 2 if any fails."""
-    from .compiler import input_spec
-    from .compiler.rules import check_implemented
-    from .nn import build_network
+    """Check specs: schema, layer shapes, size budget, rule availability (what `run` checks before it trains;
+    the memory of the machine it trains on is judged by `run`). Exit 2 if any fails."""
+    from .compiler import check_spec
     from .spec import load_spec
+    from .spec.reading import clip
 
     failed = 0
     for path in spec_paths:
         try:
             spec = load_spec(path, assignments)
-            shape, classes = input_spec(spec)
-            network = build_network(spec.network, shape, classes, spec.train.seed)
-            check_implemented(spec, network)
-            count = sum(p.numel() for p in network.parameters())
-            click.echo(f"ok      {path}: {spec.name}, rule {spec.rule.name}, {len(network.layer_table)} parametric "
-                       f"layers, {count:,} parameters")
+            network, _, estimate = check_spec(spec)
+            click.echo(f"ok      {clip(str(path), 200)}: {spec.name}, rule {spec.rule.name}, "
+                       f"{len(network.layer_table)} parametric layers, {estimate.parameters:,} parameters, needs at "
+                       f"least {estimate.describe().split(' at least')[0]}")
         except BpcompileError as err:
             failed += 1
-            click.echo(f"invalid {path}: {err}")
+            click.echo(f"invalid {clip(str(path), 200)}: {err}")
     if failed:
         raise SystemExit(2)
 
@@ -223,11 +222,36 @@ def schema(out):
     """Print the JSON Schema of specs (every field, default and description)."""
     from .spec import json_schema
 
+    from .runtime.checkpoint import write_text
+
     text = json.dumps(json_schema(), indent=2) + "\n"
     if out is None:
         click.echo(text, nl=False)
     else:
-        out.write_text(text)
+        write_text(out, text)
+
+
+def _os_error_message(err: OSError) -> str:
+    import errno
+    import shutil
+
+    where = f" {err.filename!r}" if err.filename else ""
+    text = f"cannot use{where}: {err.strerror or err}."
+    if err.errno in (errno.ENOSPC, errno.EDQUOT) and err.filename:
+        try:
+            free = shutil.disk_usage(Path(err.filename).resolve().parent).free
+            text += f" {free / 2**20:,.1f} MiB are free there."
+        except OSError:
+            pass
+    return text + " Files written before this one are kept."
+
+
+def _out_of_memory(what: str) -> None:
+    stderr.print(Text.assemble(("error: ", "bold red"), (
+        f"the run ran out of {what}. `bpcompile validate SPEC` prints the least the spec needs; lower "
+        f"data.batch_size or data.eval_batch_size, or make the network smaller. Files written so far (the last "
+        f"checkpoint among them) are kept.")), soft_wrap=True)
+    sys.exit(2)
 
 
 def main(argv=None) -> None:
@@ -243,6 +267,19 @@ def main(argv=None) -> None:
         # Text, not markup: messages hold brackets such as network.layers[3]
         stderr.print(Text.assemble(("error: ", "bold red"), str(err)), soft_wrap=True)
         sys.exit(err.exit_code)
+    except MemoryError:
+        _out_of_memory("host memory")
+    except RuntimeError as err:
+        # torch.OutOfMemoryError (a RuntimeError) on a GPU, "can't allocate memory" on the CPU: the size budget
+        # refuses what can never fit, but a run can still exceed what the machine has free
+        text = str(err)
+        if type(err).__name__ == "OutOfMemoryError" or "can't allocate memory" in text or "out of memory" in text:
+            _out_of_memory("GPU memory" if "CUDA" in text or "GPU" in text else "memory")
+        raise
+    except OSError as err:
+        # a file we were asked to write or read (--out on a full or read-only disk, a vanished directory)
+        stderr.print(Text.assemble(("error: ", "bold red"), _os_error_message(err)), soft_wrap=True)
+        sys.exit(2)
     except KeyboardInterrupt:
         stderr.print("interrupted: files written so far (the last checkpoint among them) are kept; continue with --resume "
                      "(a sweep or --seeds: run the same command again).")

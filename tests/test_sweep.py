@@ -270,7 +270,8 @@ def test_interrupted_sweep_finishes_without_rerunning_finished_trials(tmp_path, 
         run_sweep(tiny_spec(), LR_SPACE, trials=3, out=out, epochs=2, seed=3, console=QUIET)
     record = json.loads((out / "sweep.json").read_text())
     assert [t["status"] for t in record["trials"]] == ["finished", "running"]
-    assert (out / "trial_001" / "checkpoint.pt").exists() and not (out / "trial_001" / "summary.json").exists()
+    assert (out / "trial_001" / "checkpoint.pt").exists()
+    assert json.loads((out / "trial_001" / "summary.json").read_text())["status"] == "interrupted"
     # trial_002 as if it had crashed before its first checkpoint: a spec and a half-written metrics file
     (out / "trial_002").mkdir()
     (out / "trial_002" / "metrics.jsonl").write_text('{"epoch": 0, "layers": {}}\n{"epoch": 1, "trunc')

@@ -8,32 +8,18 @@ import copy
 
 import torch
 
-from ..errors import BpcompileError, NotImplementedYet
-from ..nn import build_network
-from ..spec import data_shapes
+from .check import check_spec, input_spec
 from .deltas import with_delta_outputs
 from .lower import lower
 from .precision import trace_context
 from .program import Program, Rewrite, Signature, Slot
 from ..spec import TARGET_PROPAGATION_RULES
-from .rules import apply_rules, check_implemented
+from .rules import apply_rules
 from .rules.base import RewriteContext
 from .rules.target_propagation import compile_target_propagation
 from .trace import trace_eval_graph, trace_training_graph
 
-__all__ = ["Program", "Rewrite", "Signature", "Slot", "compile_experiment", "input_spec"]
-
-
-def input_spec(spec) -> tuple[tuple[int, ...], int]:
-    """(input shape, classes) from the data spec, checked against network.input_shape."""
-    shape, classes = data_shapes(spec.data)
-    declared = spec.network.input_shape
-    if declared is not None and tuple(declared) != tuple(shape):
-        raise BpcompileError(
-            f"network.input_shape is {list(declared)} but data.name={spec.data.name!r} gives inputs of shape "
-            f"{list(shape)}: remove network.input_shape or make them agree."
-        )
-    return tuple(shape), classes
+__all__ = ["Program", "Rewrite", "Signature", "Slot", "check_spec", "compile_experiment", "input_spec"]
 
 
 def compile_experiment(spec, device: torch.device | str = "cpu", prefer: tuple[str, ...] | None = None) -> Program:
@@ -41,14 +27,7 @@ def compile_experiment(spec, device: torch.device | str = "cpu", prefer: tuple[s
     device = torch.device(device)
     train = spec.train
     target_propagation = spec.rule.name in TARGET_PROPAGATION_RULES
-    if target_propagation and (train.precision == "bf16" or train.channels_last):
-        raise NotImplementedYet(
-            f"train.precision='bf16' and train.channels_last are built for the gradient-family rules; rule "
-            f"{spec.rule.name!r} (target propagation) runs in fp32 or tf32 with the default memory format for now."
-        )
-    input_shape, classes = input_spec(spec)
-    network = build_network(spec.network, input_shape, classes, train.seed)
-    assigned = check_implemented(spec, network)
+    network, assigned, _ = check_spec(spec, device)
     network.to(device)
     with trace_context(train.precision, device):
         train_graph, train_sig = trace_training_graph(network, spec.loss, train.channels_last)

@@ -21,14 +21,19 @@ from ..nn.ops import all_ops
 _REGISTERED: set = set()
 
 
-def _register_autocast(device_type: str) -> None:
-    if device_type in _REGISTERED:
-        return
-    if not hasattr(torch.library, "register_autocast"):
+def check_precision(precision: str) -> None:
+    """Refuse a precision this torch cannot trace."""
+    if precision == "bf16" and not hasattr(torch.library, "register_autocast"):
         raise BpcompileError(
             f"train.precision='bf16' needs torch.library.register_autocast (torch >= 2.5); this is torch "
             f"{torch.__version__}: use precision 'fp32' or 'tf32', or a newer torch."
         )
+
+
+def _register_autocast(device_type: str) -> None:
+    if device_type in _REGISTERED:
+        return
+    check_precision("bf16")
     for op in all_ops():
         torch.library.register_autocast(op.name(), device_type, torch.bfloat16)
     _REGISTERED.add(device_type)

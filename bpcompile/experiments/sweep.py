@@ -20,6 +20,7 @@ from typing import Any, Optional, Union
 from rich.console import Console
 
 from ..errors import BpcompileError, TrainingDiverged
+from ..spec.reading import loads, read_text_file
 from ..runtime.checkpoint import write_json
 from ..runtime.rundir import CHECKPOINT, SPEC, SUMMARY, RunDir
 from ..runtime.trainer import resume_experiment, run_experiment
@@ -36,9 +37,9 @@ DONE = ("finished", "diverged")
 # ---- helpers shared with seeds.py ----------------------------------------------------------------------------------
 def read_json(path: Path) -> Optional[Any]:
     """A JSON file's content, or None when it is missing or unreadable (e.g. cut short by a crash)."""
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError):
+    try:   # read as a spec file is: a regular file, size-capped, UTF-8, no duplicate keys (data only)
+        return loads(read_text_file(path, "file"), f"file {str(path)!r}")
+    except BpcompileError:
         return None
 
 

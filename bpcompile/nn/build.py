@@ -15,6 +15,8 @@ from ..spec import layers as L
 from . import layers as M
 from .init import init_tensor
 
+MAX_TENSOR_ELEMENTS = 2**32   # one weight or one example's activation (16 GiB in fp32); the whole run: nn/budget.py
+
 PREFIX = {"dense": "fc", "locally_connected": "lc", "conv2d": "conv", "activation": "act", "batch_norm": "bn",
           "flatten": "flatten", "pool": "pool", "global_avg_pool": "gap", "residual_block": "block", "resnet": "resnet"}
 
@@ -83,6 +85,7 @@ class _Builder:
         if kind == "dense":
             if len(shape) != 1:
                 raise BpcompileError(f"{what} needs a flat input but gets shape {shape}: add {{\"type\": \"flatten\"}} before it.")
+            _check_size(what, "weights", shape[0] * spec.units, f"{spec.units} units x {shape[0]} inputs")
             module = M.Dense(shape[0], spec.units, spec.bias)
             self._record(name, kind, where, shape, (spec.units,), shape[0], spec.units, module)
             return module, (spec.units,)
@@ -103,6 +106,10 @@ class _Builder:
             if kind == "pool":
                 return M.Pool(spec.kind, kernel, stride, padding), (channels, h_out, w_out)
             out_shape = (spec.channels, h_out, w_out)
+            _check_size(what, "outputs per example", spec.channels * h_out * w_out, f"output shape {out_shape}")
+            weights = spec.channels * channels * kernel * kernel * (h_out * w_out if kind == "locally_connected" else 1)
+            _check_size(what, "weights", weights, f"kernel {kernel}, {channels} -> {spec.channels} channels"
+                        + (f", {h_out}x{w_out} positions" if kind == "locally_connected" else ""))
             geometry = {"kernel": kernel, "stride": stride, "padding": padding}
             if kind == "locally_connected":
                 module = M.LocallyConnected2d(channels, (h_out, w_out), spec.channels, kernel, stride, padding, spec.bias)
@@ -161,6 +168,14 @@ class _Builder:
         return M.Residual(main, shortcut), cur
 
 
+def _check_size(what: str, quantity: str, count: int, how: str) -> None:
+    """Refuse a tensor too large to allocate anywhere before torch is asked to (its size arithmetic overflows
+    near 2^63 elements; long before that the allocation fails with a traceback)."""
+    if count > MAX_TENSOR_ELEMENTS:
+        raise BpcompileError(f"{what} would have {count:.3g} {quantity} ({how}); one tensor may hold at most "
+                             f"{MAX_TENSOR_ELEMENTS:,} elements here: make the layer or its input smaller.")
+
+
 def expand_macros(layer_specs: list) -> list[tuple[object, str]]:
     """Replace resnet macros by their plain layers; returns (layer spec, place in the spec) pairs."""
     out = []
@@ -189,6 +204,18 @@ def expand_macros(layer_specs: list) -> list[tuple[object, str]]:
 
 def build_network(network_spec, input_shape: tuple, num_classes: int, seed: int) -> Network:
     """Build and initialise the network of `network_spec` for inputs of `input_shape` (per example)."""
+    network = plan_network(network_spec, input_shape, num_classes)
+    initialise(network, network_spec, seed)
+    return network
+
+
+def plan_network(network_spec, input_shape: tuple, num_classes: int) -> Network:
+    """The network of `network_spec`, shapes checked, parameters uninitialised (torch.empty). Built under
+    `torch.device("meta")` it allocates nothing: the size budget reads shapes and counts off such a plan."""
+    volume = 1
+    for d in input_shape:
+        volume *= d
+    _check_size("the input", "elements per example", volume, f"shape {tuple(input_shape)}")
     builder = _Builder()
     for spec, _ in expand_macros(network_spec.layers):
         if getattr(spec, "name", None):
@@ -203,9 +230,7 @@ def build_network(network_spec, input_shape: tuple, num_classes: int, seed: int)
             f"the network's output has shape {shape} (last layer '{last}') but the data set has {num_classes} "
             f"classes: the last layer must be a dense layer of {num_classes} units."
         )
-    network = Network(modules, builder.table, tuple(input_shape), shape)
-    initialise(network, network_spec, seed)
-    return network
+    return Network(modules, builder.table, tuple(input_shape), shape)
 
 
 def initialise(network: Network, network_spec, seed: int) -> None:

@@ -9,6 +9,7 @@ from .distributed import SINGLE_PROCESS
 
 NOISE_STREAM = 7                                        # seed stream of the rule's noise inputs
 EXTRA_OUTPUTS = ("target", "local_loss", "inverse_loss")  # outputs kept after a step for checks and logs
+LOSS_OUTPUTS = ("loss", "local_loss", "inverse_loss")      # every loss a graph returns: checked finite every step
 
 
 class CompiledStep:
@@ -103,6 +104,12 @@ class RuleStep:
         self.batches_per_epoch: Optional[int] = None   # set by the trainer (weight mirror's pre_batches='epoch')
         self.last_outputs: dict = {}       # the last step's extra outputs (targets, losses), by (kind, name)
         self.generator = torch.Generator(device=program.device).manual_seed(seed * 1_000_003 + NOISE_STREAM)
+        # per phase: which outputs are losses, and whether each has been finite in every step so far (kept on
+        # the device, so the per-step check costs no sync; check() reads it every few steps)
+        self.loss_slots = {name: [(i, s) for i, s in enumerate(step.signature.outputs) if s.kind in LOSS_OUTPUTS]
+                           for name, step in self.compiled.items()}
+        self.finite = {name: torch.ones(len(slots), dtype=torch.bool, device=program.device)
+                       for name, slots in self.loss_slots.items()}
 
     def select(self, phase: str) -> None:
         """Run the program's phase `phase` ('train', or 'inverse' / 'forward') from the next step on."""
@@ -136,13 +143,24 @@ class RuleStep:
         self.optimizer.step()
         self.last_outputs = {(s.kind, s.name): outputs[i] for i, s in enumerate(compiled.signature.outputs)
                              if s.kind in EXTRA_OUTPUTS}
+        slots = self.loss_slots[self.phase]
+        if slots:
+            self.finite[self.phase] &= torch.stack([torch.isfinite(outputs[i]).all() for i, _ in slots])
         for hook in self.hooks:
             hook.after_step(self)
         self.count += 1
         return outputs[compiled.loss_index], outputs[compiled.logits_index]
 
     def check(self) -> str | None:
-        """A rule's divergence check beyond the loss (e.g. exploding targets): a message, or None."""
+        """Divergence beyond the mean train loss: any loss output (local and inverse losses too) that was not
+        finite in any step so far, or a rule's own check (e.g. exploding targets); a message, or None."""
+        if not bool(torch.cat(list(self.finite.values())).all()):
+            for phase, flags in self.finite.items():
+                for ok, (_, slot) in zip(flags.tolist(), self.loss_slots[phase]):
+                    if not ok:
+                        what = "the task loss" if slot.kind == "loss" else \
+                            f"the {slot.kind.replace('_', ' ')} of layer {slot.name!r}"
+                        return f"{what} was not finite in a step" + (f" of the {phase} phase" if phase != "train" else "")
         for hook in self.hooks:
             problem = hook.check(self)
             if problem:

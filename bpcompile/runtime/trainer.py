@@ -17,15 +17,16 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ..compiler import compile_experiment
+from ..compiler.check import check_memory
 from ..data import load_dataset, make_loaders, random_batch
 from ..errors import BpcompileError, TrainingDiverged
 from ..spec import data_shapes, spec_from_dict, spec_to_json
 from ..spec.io import read_spec_dict
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import WriteFailed, load_checkpoint, save_checkpoint
 from .device import resolve_device, set_precision, versions
 from .distributed import SINGLE_PROCESS, Distributed
 from ..optim import build_forward_optimizer, build_scheduler
-from .rundir import CHECKPOINT, RunDir
+from .rundir import CHECKPOINT, RunDir, RunLock
 from .metrics import AlignmentProbe
 from .schedule import FORWARD_PHASES, epoch_steps, steps_per_epoch
 from .step import CompiledEval, RuleStep
@@ -40,6 +41,30 @@ def prepare_torch(spec, device_override: Optional[str], dist: Distributed = SING
     if spec.train.num_threads:
         torch.set_num_threads(spec.train.num_threads)
     return device
+
+
+def nonfinite_tensor(named) -> Optional[str]:
+    """'<name> holds non-finite values' for the first floating-point tensor of (name, tensor) pairs that does,
+    else None (one sync for all of them)."""
+    named = [(n, t) for n, t in named if t.is_floating_point() and t.numel()]
+    if not named:
+        return None
+    finite = torch.stack([torch.isfinite(t).all() for _, t in named]).cpu()
+    if bool(finite.all()):
+        return None
+    return f"{named[int((~finite).nonzero()[0])][0]} holds non-finite values"
+
+
+def lr_problem(optimizer, epoch: int) -> Optional[str]:
+    """A message if a learning rate of `optimizer` is not finite or beyond its parameters' float range (the
+    optimiser's step would fail with "value cannot be converted ... without overflow"), else None."""
+    for group in optimizer.param_groups:
+        lr = float(group["lr"])
+        floats = [p for p in group["params"] if p.is_floating_point()]
+        limit = min((torch.finfo(p.dtype).max for p in floats), default=torch.finfo(torch.float32).max)
+        if not (math.isfinite(lr) and abs(lr) <= limit):
+            return f"the learning rate for epoch {epoch} is {lr:g}, not a usable number (at most {limit:.3g})"
+    return None
 
 
 class Trainer:
@@ -73,6 +98,7 @@ class Trainer:
         self.history: list[dict] = []
         self.last_checkpoint_epoch = 0
         self.wall_seconds = 0.0
+        self.first_loss: Optional[float] = None   # the run's first training step's loss: the divergence bound's scale
 
     # ---- checkpoints -------------------------------------------------------
     def state_dict(self) -> dict:
@@ -86,6 +112,7 @@ class Trainer:
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
             "wall_seconds": self.wall_seconds,
+            "first_loss": self.first_loss,
             "spec": spec_to_json(self.spec, full=True),
         }
 
@@ -103,6 +130,7 @@ class Trainer:
         self.epoch = payload["epoch"]
         self.last_checkpoint_epoch = self.epoch
         self.wall_seconds = payload.get("wall_seconds", 0.0)
+        self.first_loss = payload.get("first_loss")
 
     def save(self) -> None:
         if self.run_dir is not None:
@@ -121,23 +149,45 @@ class Trainer:
         where = str(self.run_dir.path) if self.run_dir else "(no run directory)"
         kept = (f"the last good checkpoint (epoch {self.last_checkpoint_epoch}) is kept in {where}"
                 if self.last_checkpoint_epoch else "no checkpoint had been written yet")
-        self._write_summary("diverged")
         return TrainingDiverged(
             f"training diverged in epoch {self.epoch + 1}, by step {step}: {what}; {kept}. Lower "
             f"optimizer.lr or check the rule's settings."
         )
 
     def _check(self, step: int, loss_sum: torch.Tensor, count: int) -> float:
-        """The divergence check: a finite mean loss and whatever the rule checks (exploding targets), over all
-        ranks, so every rank stops at the same step."""
+        """The divergence check: a finite mean loss below the bound, every loss output finite in every step, and
+        whatever the rule checks (exploding targets), over all ranks, so every rank stops at the same step."""
         total, count = self.dist.sum([float(loss_sum), count], self.device)
         mean = total / max(count, 1)
         if not math.isfinite(mean):
             raise self._diverged(step, f"the loss is {mean}")
+        # a finite loss far above the first is divergence too (lr 1e6 once logged losses of 3e7 as if all were well)
+        factor = self.spec.train.divergence_factor
+        if factor and self.first_loss is not None and mean > factor * max(self.first_loss, 1.0):
+            raise self._diverged(step, f"the train loss is {mean:.4g}, over {factor:g} times max(the run's first "
+                                       f"loss {self.first_loss:.4g}, 1)")
         problem = self.step.check()
         if self.dist.any(problem is not None, self.device):
             raise self._diverged(step, problem or "the rule's divergence check failed on another rank")
         return mean
+
+    def _check_state(self, step: int) -> None:
+        """At an epoch's end, before anything of it is written: finite parameters, buffers, rule state and
+        optimiser state (never checkpoint garbage), and learning rates the next epoch can use."""
+        problem = nonfinite_tensor(self._named_state())
+        if not problem and self.epoch + 1 < self.spec.train.epochs:
+            problem = lr_problem(self.optimizer, self.epoch + 2)
+        if self.dist.any(problem is not None, self.device):
+            raise self._diverged(step, problem or "a non-finite tensor on another rank")
+
+    def _named_state(self) -> list:
+        network = self.program.network
+        named = list(network.named_parameters()) + list(network.named_buffers()) + list(self.program.state.items())
+        names = {id(p): n for n, p in network.named_parameters()}
+        for param, state in self.optimizer.state.items():
+            named += [(f"the optimiser's {key} of {names.get(id(param), 'a parameter')}", value)
+                      for key, value in state.items() if torch.is_tensor(value) and key != "step"]
+        return named
 
     def train_epoch(self) -> dict:
         epoch = self.epoch
@@ -146,12 +196,18 @@ class Trainer:
         errors = torch.zeros((), dtype=torch.long, device=self.device)
         count = 0
         label = f"epoch {epoch + 1}/{self.spec.train.epochs}"
+        problem = lr_problem(self.optimizer, epoch + 1)   # the spec's lr, or a resumed run's scheduled one
+        if problem:
+            raise self._diverged(0, problem)
         steps, step = epoch_steps(self.program, self.train_loader, epoch), 0
         with self._progress() as bar:
             task = bar.add_task(label, total=steps_per_epoch(self.program, self.train_loader), loss="-")
             for step, (phase, index, (x, y)) in enumerate(steps, start=1):
                 self.step.select(phase)
                 loss, logits = self.step(x, y, self.train_loader.global_size(index))
+                if self.first_loss is None and phase in FORWARD_PHASES:   # one sync, once per run
+                    first, n = self.dist.sum([float(loss) * len(y), len(y)], self.device)
+                    self.first_loss = first / n if math.isfinite(first) else None
                 if phase in FORWARD_PHASES:   # the train loss and error of the weights as they learn
                     loss_sum += loss.detach() * len(y)
                     errors += (logits.argmax(1) != y).sum()
@@ -164,6 +220,7 @@ class Trainer:
         # each rank's batch norm saw only its shards: evaluate and checkpoint with the ranks' mean statistics
         self.dist.average(list(self.program.network.buffers()))
         self.scheduler.step()
+        self._check_state(step)
         row = {"epoch": epoch + 1, "train_loss": train_loss, "train_error": 100.0 * float(errors) / max(count, 1),
                "lr": self.optimizer.param_groups[0]["lr"], "train_seconds": time.perf_counter() - started}
         return row
@@ -178,9 +235,27 @@ class Trainer:
             self.run_dir.append_metrics(row)
 
     def fit(self) -> dict:
+        """Train to train.epochs. summary.json says how the run ended: 'running' while it trains, then 'finished',
+        'diverged', 'interrupted' (Ctrl-C) or 'failed' (with the error, e.g. a full disk)."""
+        try:
+            return self._fit()
+        except BaseException as err:
+            status = ("diverged" if isinstance(err, TrainingDiverged) else
+                      "interrupted" if isinstance(err, KeyboardInterrupt) else "failed")
+            self._write_summary_best_effort(status, str(err) or type(err).__name__)
+            if isinstance(err, WriteFailed):   # say what survived and how to go on
+                kept = (f"the checkpoint of epoch {self.last_checkpoint_epoch} is kept" if self.last_checkpoint_epoch
+                        else "no checkpoint had been written yet")
+                where = f" {self.run_dir.path}" if self.run_dir else ""
+                raise WriteFailed(f"{err} {kept[0].upper()}{kept[1:]}; fix that (free space, quota, permissions), "
+                                  f"then continue with --resume{where}.") from err
+            raise
+
+    def _fit(self) -> dict:
         epochs = self.spec.train.epochs
         if not self.started:
             self.start()
+        self._write_summary("running")
         while self.epoch < epochs:
             started = time.perf_counter()
             row = self.train_epoch()
@@ -218,7 +293,7 @@ class Trainer:
         parts.append(f"{row['seconds']:.1f}s")
         self.console.print("  ".join(parts))
 
-    def summary(self, status: str) -> dict:
+    def summary(self, status: str, error: Optional[str] = None) -> dict:
         evaluated = [r for r in self.history if "test_error" in r]
         best = min(evaluated, key=lambda r: r["test_error"]) if evaluated else None
         last = self.history[-1] if self.history else {}
@@ -226,6 +301,7 @@ class Trainer:
             "name": self.spec.name,
             "rule": self.spec.rule.name,
             "status": status,
+            "error": error[:500] if error else None,
             "epochs": self.epoch,
             "final_test_error": evaluated[-1]["test_error"] if evaluated else None,
             "best_test_error": best["test_error"] if best else None,
@@ -240,9 +316,16 @@ class Trainer:
             **versions(self.device),
         }
 
-    def _write_summary(self, status: str) -> None:
+    def _write_summary(self, status: str, error: Optional[str] = None) -> None:
         if self.run_dir is not None:
-            self.run_dir.write_summary(self.summary(status))
+            self.run_dir.write_summary(self.summary(status, error))
+
+    def _write_summary_best_effort(self, status: str, error: str) -> None:
+        """How the run ended, if the disk allows: a failure here must not hide the error that ended the run."""
+        try:
+            self._write_summary(status, error)
+        except Exception:
+            pass
 
 
 def _on_main(dist: Distributed, action):
@@ -260,12 +343,31 @@ def _on_main(dist: Distributed, action):
         raise BpcompileError(message)
 
 
+def _lock(run_path: Path, dist: Distributed, create: bool) -> RunLock:
+    """Lock the run directory (rank 0 only) before anything else: before data and compiling, which take long,
+    so that two runs started together into one directory cannot both pass the checks on its files."""
+    lock = RunLock(run_path)
+    _on_main(dist, lambda: lock.acquire(create))
+    return lock
+
+
 def run_experiment(spec, *, out: Path, device: Optional[str] = None, data_dir: Optional[str] = None,
                    overwrite: bool = False, console: Optional[Console] = None, show_progress: bool = True,
                    dist: Distributed = SINGLE_PROCESS) -> dict:
     """Train `spec` into a new run directory `out` (written by rank 0 alone); returns the summary."""
     console = console or Console(stderr=True)
+    lock = _lock(out, dist, create=True)
+    try:
+        _on_main(dist, lambda: RunDir.check_new(out, overwrite))   # fail fast, before loading and compiling
+        return _fresh_run(spec, out, device, data_dir, overwrite, console, show_progress, dist)
+    finally:
+        lock.release()
+
+
+def _fresh_run(spec, out: Path, device, data_dir, overwrite: bool, console, show_progress: bool,
+               dist: Distributed) -> dict:
     torch_device = prepare_torch(spec, device, dist)
+    check_memory(spec, torch_device)            # before a synthetic set or a data file fills the memory
     splits = load_dataset(spec.data, data_dir=data_dir, seed=spec.train.seed)
     trainer = Trainer(spec, torch_device, splits, None, console, show_progress, dist)   # compile before touching the disk
 
@@ -283,20 +385,42 @@ def run_experiment(spec, *, out: Path, device: Optional[str] = None, data_dir: O
 def resume_experiment(run_path: Path, *, spec=None, device: Optional[str] = None, data_dir: Optional[str] = None,
                       console: Optional[Console] = None, show_progress: bool = True,
                       dist: Distributed = SINGLE_PROCESS) -> dict:
-    """Continue a run from its checkpoint. A given spec may differ from the run's only in train.epochs."""
+    """Continue a run from its checkpoint. A given spec may differ from the run's only in train.epochs. A run
+    that never wrote a checkpoint (stopped in its first epochs) starts again from epoch 1 in its directory."""
     console = console or Console(stderr=True)
     run_dir = RunDir.existing(run_path)
+    lock = _lock(run_path, dist, create=False)
+    try:
+        return _resume(run_dir, spec, device, data_dir, console, show_progress, dist)
+    finally:
+        lock.release()
+
+
+def _resume(run_dir: RunDir, spec, device, data_dir, console, show_progress: bool, dist: Distributed) -> dict:
+    run_path = run_dir.path
     saved = spec_from_dict(read_spec_dict(run_dir.file("spec.json")), f"run spec {run_dir.file('spec.json')}")
     if spec is not None:
         _check_resumable(saved, spec)
         saved = saved.model_copy(update={"train": saved.train.model_copy(update={"epochs": spec.train.epochs})})
     spec = saved
-    if not run_dir.file(CHECKPOINT).exists():
-        raise BpcompileError(f"--resume {str(run_path)!r}: the run has no {CHECKPOINT} yet; start it again instead.")
+    if not run_dir.file(CHECKPOINT).exists():   # killed before its first checkpoint: nothing to continue from
+        if dist.is_main:
+            console.print(f"{run_path} has no {CHECKPOINT} (the run stopped before its first checkpoint): starting "
+                          f"it from scratch, from epoch 1", markup=False)
+        return _fresh_run(spec, run_path, device, data_dir, True, console, show_progress, dist)
+    payload = load_checkpoint(run_dir.file(CHECKPOINT))   # every rank reads it; first: a bad file fails fast
     torch_device = prepare_torch(spec, device, dist)
+    check_memory(spec, torch_device)
     splits = load_dataset(spec.data, data_dir=data_dir, seed=spec.train.seed)
     trainer = Trainer(spec, torch_device, splits, run_dir if dist.is_main else None, console, show_progress, dist)
-    trainer.load_state_dict(load_checkpoint(run_dir.file(CHECKPOINT)))   # every rank reads the same checkpoint
+    try:
+        trainer.load_state_dict(payload)
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as err:
+        raise BpcompileError(
+            f"checkpoint {str(run_dir.file(CHECKPOINT))!r} does not fit the run in {str(run_path)!r} (its spec.json): "
+            f"{type(err).__name__}: {str(err).strip().splitlines()[0][:300] if str(err).strip() else ''}. Restore "
+            f"the checkpoint that belongs to this run, or start the run again with --overwrite."
+        ) from err
     if dist.is_main:
         trainer.history = run_dir.truncate_metrics(trainer.epoch)
         run_dir.write_spec(spec_to_json(spec, full=True))

@@ -5,14 +5,28 @@ scaled per channel by the training set's mean and standard deviation."""
 
 from typing import Annotated, Literal, Optional, Union
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from .base import SpecModel
 
+MAX_BATCH = 2**20
+MAX_EXAMPLES = 2**26     # validation_size, synthetic set sizes
+MAX_IMAGE = 2**14        # image height/width, input_shape entries
+MAX_CLASSES = 2**20
+SEED_LIMIT = 2**32
+
+# (features,) or (channels, height, width), every entry >= 1
+InputShape = Annotated[list[Annotated[int, Field(ge=1, le=MAX_IMAGE)]], Field(min_length=1, max_length=3)]
+
+
+def check_input_shape(shape, field: str):
+    if shape is not None and len(shape) == 2:
+        raise ValueError(f"{field} is (features,) or (channels, height, width), not {list(shape)}")
+
 
 class _DataCommon(SpecModel):
-    batch_size: int = Field(128, gt=0, description="Training batch size.")
-    eval_batch_size: int = Field(1000, gt=0, description="Batch size for evaluation passes.")
+    batch_size: int = Field(128, gt=0, le=MAX_BATCH, description="Training batch size.")
+    eval_batch_size: int = Field(1000, gt=0, le=MAX_BATCH, description="Batch size for evaluation passes.")
     augment: list[Literal["hflip", "crop"]] = Field(
         default_factory=list, description="Training augmentation: random horizontal flip, random 4-pixel-padded crop."
     )
@@ -23,7 +37,7 @@ class _DataCommon(SpecModel):
         "standardize", description="'unit': pixels in [0, 1]; 'standardize': then per-channel zero mean, unit variance."
     )
     validation_size: int = Field(
-        0, ge=0, description="Training examples held out (last ones after a seeded shuffle) as a validation split."
+        0, ge=0, le=MAX_EXAMPLES, description="Training examples held out (last ones after a seeded shuffle) as a validation split."
     )
     device_resident: Literal["auto", "always", "never"] = Field(
         "auto", description="Keep the whole set on the training device and index batches there ('auto': when it fits)."
@@ -66,12 +80,12 @@ class ImageNet(_DataCommon):
     decoded and augmented in worker processes."""
 
     name: Literal["imagenet"] = "imagenet"
-    image_size: int = Field(224, gt=0)
-    num_classes: int = Field(1000, ge=2, description="Class folders in train/ (checked when loading); 1000 for ILSVRC-2012.")
-    resize_size: int = Field(256, gt=0, description="Evaluation: resize the short side, then centre crop image_size.")
-    workers: int = Field(8, ge=0)
-    batch_size: int = Field(256, gt=0)
-    eval_batch_size: int = Field(256, gt=0)
+    image_size: int = Field(224, gt=0, le=MAX_IMAGE)
+    num_classes: int = Field(1000, ge=2, le=MAX_CLASSES, description="Class folders in train/ (checked when loading); 1000 for ILSVRC-2012.")
+    resize_size: int = Field(256, gt=0, le=MAX_IMAGE, description="Evaluation: resize the short side, then centre crop image_size.")
+    workers: int = Field(8, ge=0, le=1024)
+    batch_size: int = Field(256, gt=0, le=MAX_BATCH)
+    eval_batch_size: int = Field(256, gt=0, le=MAX_BATCH)
     augment: list[Literal["hflip", "crop", "random_resized_crop"]] = Field(
         default_factory=lambda: ["random_resized_crop", "hflip"]
     )
@@ -82,11 +96,16 @@ class Synthetic(_DataCommon):
     (so the task is learnable); reproducible from data_seed."""
 
     name: Literal["synthetic"] = "synthetic"
-    input_shape: list[int] = Field(default_factory=lambda: [1, 28, 28], min_length=1)
-    num_classes: int = Field(10, ge=2)
-    train_size: int = Field(2048, gt=0)
-    test_size: int = Field(512, gt=0)
-    data_seed: int = 0
+    input_shape: InputShape = Field(default_factory=lambda: [1, 28, 28])
+    num_classes: int = Field(10, ge=2, le=MAX_CLASSES)
+    train_size: int = Field(2048, gt=0, le=MAX_EXAMPLES)
+    test_size: int = Field(512, gt=0, le=MAX_EXAMPLES)
+    data_seed: int = Field(0, ge=0, lt=SEED_LIMIT)
+
+    @model_validator(mode="after")
+    def _shape(self):
+        check_input_shape(self.input_shape, "data.input_shape")
+        return self
 
 
 DataSpec = Annotated[Union[MNIST, FashionMNIST, CIFAR10, ImageNet, Synthetic], Field(discriminator="name")]

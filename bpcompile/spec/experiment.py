@@ -5,7 +5,7 @@ from typing import Literal, Optional
 from pydantic import Field, model_validator
 
 from .base import SpecModel
-from .data import DataSpec, MNIST
+from .data import DataSpec, InputShape, MNIST, check_input_shape
 from .init import GlorotUniform, InitSpec
 from .layers import LayerSpec
 from .optim import Adam, OptimizerSpec
@@ -18,12 +18,13 @@ LossName = Literal["softmax_cross_entropy", "sigmoid_cross_entropy", "mse"]
 class NetworkSpec(SpecModel):
     """Layers applied in order to inputs of `input_shape` (default: the data set's)."""
 
-    input_shape: Optional[list[int]] = Field(None, description="(C, H, W) or (features,); default: taken from the data set.")
+    input_shape: Optional[InputShape] = Field(None, description="(C, H, W) or (features,); default: taken from the data set.")
     init: InitSpec = Field(default_factory=GlorotUniform, description="Default initialisation of every parametric layer.")
-    layers: list[LayerSpec] = Field(min_length=1)
+    layers: list[LayerSpec] = Field(min_length=1, max_length=10_000)
 
     @model_validator(mode="after")
     def _unique_names(self):
+        check_input_shape(self.input_shape, "network.input_shape")
         seen = set()
         for i, layer in enumerate(self.layers):
             name = getattr(layer, "name", None)
@@ -40,8 +41,8 @@ class ExperimentSpec(SpecModel):
     likelihood), 'sigmoid_cross_entropy' (per-class sigmoid against one-hot
     labels), 'mse' (mean squared error of the outputs against one-hot labels)."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    description: str = ""
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=200)
+    description: str = Field("", max_length=100_000)
     data: DataSpec = Field(default_factory=MNIST)
     network: NetworkSpec
     loss: LossName = "softmax_cross_entropy"

@@ -13,7 +13,14 @@ from pydantic import Field
 from .base import SpecModel
 from .init import InitSpec
 
-Padding = Union[Annotated[int, Field(ge=0)], Literal["same", "valid"]]
+# Size bounds: far above any network of this field, low enough that no product of them overflows 64 bits; what a
+# spec may allocate in all is judged by the size budget (nn/budget.py).
+MAX_UNITS = 2**24
+MAX_CHANNELS = 2**16
+MAX_WINDOW = 1024      # kernel, stride and padding
+MAX_CLASSES = 2**20
+
+Padding = Union[Annotated[int, Field(ge=0, le=MAX_WINDOW)], Literal["same", "valid"]]
 
 
 class _Named(SpecModel):
@@ -28,15 +35,15 @@ class Dense(_Named):
     """Fully connected layer y = W x + b, W of shape (units, in_features)."""
 
     type: Literal["dense"] = "dense"
-    units: int = Field(gt=0)
+    units: int = Field(gt=0, le=MAX_UNITS)
     bias: bool = True
     init: Optional[InitSpec] = Field(None, description="Overrides network.init for this layer.")
 
 
 class _Windowed(_Named):
-    channels: int = Field(gt=0, description="Output channels.")
-    kernel: int = Field(gt=0)
-    stride: int = Field(1, gt=0)
+    channels: int = Field(gt=0, le=MAX_CHANNELS, description="Output channels.")
+    kernel: int = Field(gt=0, le=MAX_WINDOW)
+    stride: int = Field(1, gt=0, le=MAX_WINDOW)
     padding: Padding = "same"
     bias: bool = True
     init: Optional[InitSpec] = Field(None, description="Overrides network.init for this layer.")
@@ -70,7 +77,7 @@ class BatchNorm(_Named):
 
     type: Literal["batch_norm"] = "batch_norm"
     momentum: float = Field(0.1, gt=0, le=1)
-    eps: float = Field(1e-5, gt=0)
+    eps: float = Field(1e-5, gt=0, le=1)
     affine: bool = True
 
 
@@ -85,9 +92,9 @@ class Pool(SpecModel):
 
     type: Literal["pool"] = "pool"
     kind: Literal["max", "avg"] = "max"
-    kernel: int = Field(2, gt=0)
-    stride: Optional[int] = Field(None, gt=0)
-    padding: int = Field(0, ge=0)
+    kernel: int = Field(2, gt=0, le=MAX_WINDOW)
+    stride: Optional[int] = Field(None, gt=0, le=MAX_WINDOW)
+    padding: int = Field(0, ge=0, le=MAX_WINDOW)
 
 
 class GlobalAvgPool(SpecModel):
@@ -102,8 +109,8 @@ class ResidualBlock(_Named):
     conv + batch norm projection shortcut when the shape changes."""
 
     type: Literal["residual_block"] = "residual_block"
-    channels: int = Field(gt=0, description="Block width (the bottleneck's inner width).")
-    stride: int = Field(1, gt=0)
+    channels: int = Field(gt=0, le=MAX_CHANNELS, description="Block width (the bottleneck's inner width).")
+    stride: int = Field(1, gt=0, le=MAX_WINDOW)
     bottleneck: bool = False
 
 
@@ -116,8 +123,9 @@ class ResNet(_Named):
     type: Literal["resnet"] = "resnet"
     depth: Literal[18, 50] = 18
     stem: Literal["imagenet", "cifar"] = "imagenet"
-    width: int = Field(64, gt=0, description="Channels of the first stage.")
-    num_classes: int = Field(1000, gt=0)
+    width: int = Field(64, gt=0, le=MAX_CHANNELS // 32, description="Channels of the first stage (the last "
+                       "stage of a ResNet-50 has 32x as many).")
+    num_classes: int = Field(1000, gt=0, le=MAX_CLASSES)
     head_init: Optional[InitSpec] = Field(
         None, description="Initialisation of the classifier 'fc' (default network.init); He init suits the convs, "
                           "but on the head it gives logits of size ~10 and a first loss far above log(classes)."

@@ -5,9 +5,11 @@ feedback (weight mirror) parameters each get their own optimiser spec."""
 
 from typing import Annotated, Literal, Optional, Union
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from .base import SpecModel
+
+MAX_EPOCHS = 1_000_000
 
 
 class ConstantLR(SpecModel):
@@ -20,16 +22,16 @@ class StepLR(SpecModel):
     """lr * gamma ** (epoch // step_epochs)."""
 
     name: Literal["step"] = "step"
-    step_epochs: int = Field(30, gt=0)
-    gamma: float = Field(0.1, gt=0)
+    step_epochs: int = Field(30, gt=0, le=MAX_EPOCHS)
+    gamma: float = Field(0.1, gt=0, le=1, description="Decay factor per step (a factor > 1 would grow the rate without bound).")
 
 
 class MultiStepLR(SpecModel):
     """lr * gamma ** (number of milestones passed)."""
 
     name: Literal["multistep"] = "multistep"
-    milestones: list[int] = Field(default_factory=list)
-    gamma: float = Field(0.1, gt=0)
+    milestones: list[Annotated[int, Field(gt=0, le=MAX_EPOCHS)]] = Field(default_factory=list, max_length=1000)
+    gamma: float = Field(0.1, gt=0, le=1, description="Decay factor per milestone (<= 1).")
 
 
 class CosineLR(SpecModel):
@@ -37,7 +39,7 @@ class CosineLR(SpecModel):
 
     name: Literal["cosine"] = "cosine"
     min_lr: float = Field(0.0, ge=0)
-    warmup_epochs: int = Field(0, ge=0)
+    warmup_epochs: int = Field(0, ge=0, le=MAX_EPOCHS)
 
 
 ScheduleSpec = Annotated[Union[ConstantLR, StepLR, MultiStepLR, CosineLR], Field(discriminator="name")]
@@ -48,10 +50,16 @@ class Adam(SpecModel):
 
     name: Literal["adam"] = "adam"
     lr: float = Field(1e-3, gt=0)
-    betas: tuple[float, float] = (0.9, 0.999)
+    betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = Field(
+        (0.9, 0.999), description="Decay rates of the first and second moment estimates, each in [0, 1).")
     eps: float = Field(1e-8, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     schedule: ScheduleSpec = Field(default_factory=ConstantLR)
+
+    @field_validator("betas", mode="before")
+    @classmethod
+    def _betas_from_json_list(cls, value):
+        return tuple(value) if isinstance(value, list) else value   # JSON has arrays, not tuples
 
 
 class SGD(SpecModel):
@@ -59,7 +67,7 @@ class SGD(SpecModel):
 
     name: Literal["sgd"] = "sgd"
     lr: float = Field(0.1, gt=0)
-    momentum: float = Field(0.9, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
     nesterov: bool = False
     weight_decay: float = Field(0.0, ge=0)
     schedule: ScheduleSpec = Field(default_factory=ConstantLR)

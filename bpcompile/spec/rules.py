@@ -97,14 +97,14 @@ class MirrorSettings(SpecModel):
     )
     decay: float = Field(0.0, ge=0, description="Growth control: weight decay of B in mirror updates (the code's "
                          "normalisation of B never writes back, so it has none).")
-    batch_size: int = Field(128, gt=0, description="Noise samples per mirror batch (the code: the training batch).")
-    pre_batches: Union[int, Literal["epoch"]] = Field(
+    batch_size: int = Field(128, gt=0, le=2**20, description="Noise samples per mirror batch (the code: the training batch).")
+    pre_batches: Union[Annotated[int, Field(ge=0, le=10_000_000)], Literal["epoch"]] = Field(
         "epoch", description="Mirror batches before training starts: a count, or 'epoch', as many as the training "
         "batches of an epoch (the code's first mirror pass).",
     )
-    batches_per_step: int = Field(1, ge=0, description="Mirror batches after each training batch.")
+    batches_per_step: int = Field(1, ge=0, le=1000, description="Mirror batches after each training batch.")
     conv_noise_size: Optional[int] = Field(
-        None, gt=0,
+        None, gt=0, le=2**14,
         description="Height and width of the noise images that drive conv layers (default: the layer's input size). "
                     "Every output position of a conv is a sample of its shared weight, so small noise maps give deep "
                     "layers as many samples as full-size ones at a fraction of the cost of the large early maps.",
@@ -214,11 +214,11 @@ class Alternation(SpecModel):
     schedule Bartunov et al. call alternating."""
 
     block_batches: Optional[int] = Field(
-        None, gt=0, description="Batches per block (None: the whole epoch). Short blocks keep the inverses in step "
+        None, gt=0, le=2**31, description="Batches per block (None: the whole epoch). Short blocks keep the inverses in step "
         "with forward weights that move during a long forward turn (docs/DEVIATIONS.md, SDTP alternating).",
     )
-    inverse_passes: int = Field(1, ge=1, description="Inverse-only passes over each block per turn.")
-    forward_passes: int = Field(1, ge=1, description="Forward-only passes over each block per turn.")
+    inverse_passes: int = Field(1, ge=1, le=1000, description="Inverse-only passes over each block per turn.")
+    forward_passes: int = Field(1, ge=1, le=1000, description="Forward-only passes over each block per turn.")
 
 
 class _TargetPropagation(SpecModel):
@@ -280,7 +280,7 @@ class AOSDTP(_TargetPropagation):
 
     name: Literal["ao_sdtp"] = "ao_sdtp"
     aux_units: int = Field(
-        512, gt=0, description="Auxiliary output units (Bartunov et al. state 512 for CIFAR-10; MNIST is not stated). "
+        512, gt=0, le=2**24, description="Auxiliary output units (Bartunov et al. state 512 for CIFAR-10; MNIST is not stated). "
         "With at least as many units as h_{L-1} and a linear z, g_L can rebuild h_{L-1} from z alone and the label "
         "carries little of the target.",
     )

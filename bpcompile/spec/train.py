@@ -10,8 +10,8 @@ from .base import SpecModel
 class TrainSpec(SpecModel):
     """Epochs, seed, device, precision and the evaluation/checkpoint cadence."""
 
-    epochs: int = Field(10, gt=0)
-    seed: int = Field(0, description="Seeds initialisation, feedback tensors, data order and augmentation.")
+    epochs: int = Field(10, gt=0, le=1_000_000)
+    seed: int = Field(0, ge=0, lt=2**32, description="Seeds initialisation, feedback tensors, data order and augmentation.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="'auto': cuda when available, else cpu.")
     precision: Literal["fp32", "tf32", "bf16"] = Field(
         "fp32", description="'tf32': fp32 with TF32 matrix products on GPU; 'bf16': bf16 autocast."
@@ -20,11 +20,15 @@ class TrainSpec(SpecModel):
         False, description="Keep 4-D activations in channels-last (NHWC) memory format: faster convolutions on GPUs "
                            "with tensor cores, especially with precision 'bf16'."
     )
-    eval_every: int = Field(1, gt=0, description="Evaluate on the test (and validation) split every N epochs and at the end.")
-    checkpoint_every: int = Field(1, gt=0, description="Write the checkpoint every N epochs and at the end.")
+    eval_every: int = Field(1, gt=0, le=1_000_000, description="Evaluate on the test (and validation) split every N epochs and at the end.")
+    checkpoint_every: int = Field(1, gt=0, le=1_000_000, description="Write the checkpoint every N epochs and at the end.")
     train_error: Literal["running", "full"] = Field(
         "running",
         description="'running': error of the training batches as they are trained on; 'full': an extra evaluation pass over the training set.",
     )
-    max_steps_per_epoch: Optional[int] = Field(None, gt=0, description="Cut epochs short (quick experiments).")
-    num_threads: Optional[int] = Field(None, gt=0, description="CPU threads for torch (default: torch's choice).")
+    max_steps_per_epoch: Optional[int] = Field(None, gt=0, le=2**31, description="Cut epochs short (quick experiments).")
+    divergence_factor: Optional[float] = Field(
+        1000.0, gt=1, le=1e30, description="Stop the run as diverged (exit 3) when the mean train loss exceeds this "
+        "many times max(the first step's loss, 1); null: no bound (non-finite values still stop it).",
+    )
+    num_threads: Optional[int] = Field(None, gt=0, le=4096, description="CPU threads for torch (default: torch's choice).")
