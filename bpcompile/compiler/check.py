@@ -9,6 +9,7 @@ import torch
 
 from ..errors import BpcompileError, NotImplementedYet
 from ..nn import build_network
+from ..nn.build import plan_network
 from ..nn.budget import Estimate, check_budget, device_memory_bytes
 from ..spec import TARGET_PROPAGATION_RULES, data_shapes
 from .precision import check_precision
@@ -31,13 +32,15 @@ def check_memory(spec, device: torch.device | None = None) -> Estimate:
     input_shape, classes = input_spec(spec)
     estimate = check_budget(spec, input_shape, classes)
     if device is not None:
-        check_budget(spec, input_shape, classes, device_memory_bytes(device), f"the {device.type} device's memory")
+        where = "the GPU's memory" if device.type == "cuda" else "half the host memory available now"
+        check_budget(spec, input_shape, classes, device_memory_bytes(device), where)
     return estimate
 
 
 def check_spec(spec, device: torch.device | None = None):
     """(network, rules per layer, size estimate) of a spec that can be compiled, or a BpcompileError naming what
-    cannot. With a `device`, the budget is also held against that device's memory."""
+    cannot. With a `device`, the budget is also held against that device's memory and the network is built
+    (initialised, on the CPU); without one it is only planned on the meta device (`validate`)."""
     train = spec.train
     if spec.rule.name in TARGET_PROPAGATION_RULES and (train.precision == "bf16" or train.channels_last):
         raise NotImplementedYet(
@@ -47,7 +50,11 @@ def check_spec(spec, device: torch.device | None = None):
     check_precision(train.precision)
     estimate = check_memory(spec, device)
     input_shape, classes = input_spec(spec)
-    network = build_network(spec.network, input_shape, classes, train.seed)
+    if device is None:   # validate: judge the layers on a meta-device plan; a 16 GiB layer is valid, not allocated
+        with torch.device("meta"):
+            network = plan_network(spec.network, input_shape, classes)
+    else:
+        network = build_network(spec.network, input_shape, classes, train.seed)
     from .rules import check_implemented   # rules import the compiler's passes; keep this module light
     assigned = check_implemented(spec, network)
     return network, assigned, estimate

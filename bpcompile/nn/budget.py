@@ -82,15 +82,25 @@ def check_budget(spec, input_shape: tuple, classes: int, limit_bytes: int = SPEC
     return found
 
 
+CPU_HEADROOM = 2   # on the CPU the least is held against half the free memory (see device_memory_bytes)
+
+
 def device_memory_bytes(device: torch.device) -> int:
-    """Total memory of the device a run trains on (host RAM for the CPU)."""
+    """What a run's least may use on its device. A GPU: its total memory (torch raises OutOfMemoryError, which
+    the CLI reports cleanly, when the rest does not fit). The CPU: half the memory available now, because past it
+    Linux's OOM killer ends the process without a word, and activation gradients and workspace come on top."""
     if device.type == "cuda":
         return torch.cuda.get_device_properties(device).total_memory
     try:
-        import os
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):   # not a POSIX system: only the spec limit applies
-        return SPEC_LIMIT_BYTES
+        with open("/proc/meminfo") as f:
+            available = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        try:
+            import os
+            available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError, AttributeError):   # not a POSIX system: only the spec limit applies
+            return SPEC_LIMIT_BYTES
+    return available // CPU_HEADROOM
 
 
 def _layer_outputs(network):

@@ -76,8 +76,12 @@ def _load_reason(err: Exception) -> str:
     """One line of why torch.load failed; for a refused unpickle, the global it refused (torch's own message
     goes on to explain how to load the file anyway, which is not advice to give about an untrusted file)."""
     lines = [line.strip() for line in re.sub(r"\x1b\[[0-9;]*m", "", str(err)).splitlines() if line.strip()]
-    refused = [line for line in lines if line.startswith("WeightsUnpickler error:")]
-    line = refused[0].split(" was not an allowed global")[0] if refused else (lines[0] if lines else "")
+    # torch words the refusal differently across versions ("WeightsUnpickler error: Unsupported global: ...",
+    # "Trying to load unsupported GLOBAL posix.system ..."); keep the line that names the global
+    refused = [line for line in lines if "global" in line.lower() and not line.startswith(("Weights only load failed",
+                                                                                           "Check the documentation"))]
+    other = [line for line in lines if not line.startswith(("Weights only load failed", "Check the documentation"))]
+    line = refused[0].split(" was not an allowed global")[0] if refused else (other[0] if other else "")
     return f"{type(err).__name__}: {line[:300]}" if line else type(err).__name__
 
 
