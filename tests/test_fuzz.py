@@ -23,7 +23,7 @@ from bpcompile.spec import spec_from_dict
 
 from spec_mutations import ROOT, load_base, mutated_spec, set_assignment
 
-EXAMPLES = int(os.environ.get("BPCOMPILE_FUZZ_EXAMPLES", "100"))
+EXAMPLES = int(os.environ.get("BPCOMPILE_FUZZ_EXAMPLES", "50"))
 DRY_RUN_LIMIT_BYTES = 256 * 2**20   # accepted mutants this small also take one training step
 MAX_MESSAGE = 2000
 # what a message names: a field path, the file, a layer, a --set assignment or a rule
