@@ -233,16 +233,13 @@ def schema(out):
 
 def _os_error_message(err: OSError) -> str:
     import errno
-    import shutil
+
+    from .runtime.checkpoint import free_space
 
     where = f" {err.filename!r}" if err.filename else ""
     text = f"cannot use{where}: {err.strerror or err}."
     if err.errno in (errno.ENOSPC, errno.EDQUOT) and err.filename:
-        try:
-            free = shutil.disk_usage(Path(err.filename).resolve().parent).free
-            text += f" {free / 2**20:,.1f} MiB are free there."
-        except OSError:
-            pass
+        text += f" {free_space(Path(err.filename).resolve())}."
     return text + " Files written before this one are kept."
 
 

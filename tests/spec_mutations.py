@@ -62,9 +62,40 @@ def neighbours(value):
     return []
 
 
-def hostile_value(draw, original):
-    pool = HOSTILE_SCALARS + HOSTILE_STRUCTURES + neighbours(original)
-    return json.loads(json.dumps(draw(st.sampled_from(pool))))   # a fresh copy, JSON-representable
+ADDED_KEYS = ["type", "name", "units", "x", "rule", "kernel", "$schema", "seed"]
+
+
+def mutate(spec: dict, choose, count: int) -> list[str]:
+    """Apply `count` mutations to `spec` in place, each choice made by `choose(sequence)` (hypothesis's draw or
+    random.Random.choice); returns a description of each."""
+    def hostile(original=None):
+        pool = HOSTILE_SCALARS + HOSTILE_STRUCTURES + neighbours(original)
+        return json.loads(json.dumps(choose(pool)))   # a fresh copy, JSON-representable
+
+    done = []
+    for _ in range(count):
+        path = choose(list(paths(spec)))
+        node = spec
+        for part in path:
+            node = node[part]
+        kind = choose(["replace", "replace", "replace", "delete", "add_key"]) if path else "add_key"
+        if kind == "add_key" and not isinstance(node, dict):
+            kind = "replace"
+        if kind == "replace":
+            value = hostile(node)
+            set_at(spec, path, value)
+            done.append(f"{'.'.join(map(str, path))} = {json.dumps(value)[:60]}")
+        elif kind == "delete":
+            parent = spec
+            for part in path[:-1]:
+                parent = parent[part]
+            del parent[path[-1]]
+            done.append(f"delete {'.'.join(map(str, path))}")
+        else:
+            key = choose(ADDED_KEYS)
+            node[key] = hostile(node.get(key))
+            done.append(f"{'.'.join(map(str, path + (key,)))} = {json.dumps(node[key])[:60]}")
+    return done
 
 
 def set_at(tree, path, value):
@@ -79,29 +110,7 @@ def mutated_spec(draw, base_names=BASE_SPECS):
     """(base name, mutated spec dict, description of the mutations)."""
     name = draw(st.sampled_from(base_names))
     spec = load_base(name)
-    done = []
-    for _ in range(draw(st.integers(1, 3))):
-        path = draw(st.sampled_from(list(paths(spec))))
-        kind = draw(st.sampled_from(["replace", "replace", "replace", "delete", "add_key"]))
-        node = spec
-        for part in path:
-            node = node[part]
-        if not path:
-            kind = "add_key"
-        if kind == "replace":
-            value = hostile_value(draw, node)
-            set_at(spec, path, value)
-            done.append(f"{'.'.join(map(str, path))} = {json.dumps(value)[:60]}")
-        elif kind == "delete":
-            parent = spec
-            for part in path[:-1]:
-                parent = parent[part]
-            del parent[path[-1]]
-            done.append(f"delete {'.'.join(map(str, path))}")
-        elif isinstance(node, dict):
-            key = draw(st.sampled_from(["type", "name", "units", "x", "rule", "kernel", "$schema", "seed"]))
-            node[key] = hostile_value(draw, node.get(key))
-            done.append(f"{'.'.join(map(str, path + (key,)))} = {json.dumps(node[key])[:60]}")
+    done = mutate(spec, lambda seq: draw(st.sampled_from(seq)), draw(st.integers(1, 3)))
     return name, spec, done
 
 

@@ -20,8 +20,9 @@ def bpc(*args, cwd=None, env=None):
                           cwd=cwd or ROOT, env=full_env, timeout=300)
 
 
-def synthetic_spec(tmp_path, name="syn", rule="fa", epochs=2, lr=1e-2, extra=None):
-    spec = {
+def synthetic_raw(name="syn", rule="fa", epochs=2, optimizer=None) -> dict:
+    """A tiny synthetic run: 256 examples in batches of 32 (8 steps an epoch), an LC layer and two dense."""
+    return {
         "name": name,
         "data": {"name": "synthetic", "input_shape": [1, 6, 6], "num_classes": 3, "train_size": 256,
                  "test_size": 64, "batch_size": 32},
@@ -30,9 +31,14 @@ def synthetic_spec(tmp_path, name="syn", rule="fa", epochs=2, lr=1e-2, extra=Non
             {"type": "activation", "fn": "tanh"}, {"type": "flatten"},
             {"type": "dense", "name": "fc1", "units": 16}, {"type": "activation", "fn": "tanh"},
             {"type": "dense", "name": "out", "units": 3}]},
-        "rule": rule if isinstance(rule, dict) else {"name": rule}, "optimizer": {"name": "adam", "lr": lr},
+        "rule": rule if isinstance(rule, dict) else {"name": rule},
+        "optimizer": optimizer or {"name": "adam", "lr": 1e-2},
         "train": {"epochs": epochs, "seed": 3},
     }
+
+
+def synthetic_spec(tmp_path, name="syn", rule="fa", epochs=2, lr=1e-2, extra=None):
+    spec = synthetic_raw(name, rule, epochs, {"name": "adam", "lr": lr})
     spec.update(extra or {})
     path = tmp_path / f"{name}.json"
     path.write_text(json.dumps(spec))

@@ -25,26 +25,16 @@ from bpcompile.runtime.checkpoint import WriteFailed, load_checkpoint, write_jso
 from bpcompile.runtime.rundir import RunDir
 from bpcompile.spec import spec_from_dict
 
+from test_cli import synthetic_raw
+
 ROOT = Path(__file__).resolve().parents[1]
 QUIET = Console(quiet=True)
 RUN_FILES = ["checkpoint.pt", "metrics.jsonl", "spec.json", "summary.json"]
 
 
 def raw_spec(epochs=2, optimizer=None, rule=None):
-    """A tiny synthetic run: 256 examples in batches of 32, so 8 steps an epoch."""
-    return {
-        "name": "tiny",
-        "data": {"name": "synthetic", "input_shape": [1, 6, 6], "num_classes": 3, "train_size": 256,
-                 "test_size": 64, "batch_size": 32},
-        "network": {"layers": [
-            {"type": "locally_connected", "name": "lc1", "channels": 3, "kernel": 3, "stride": 2},
-            {"type": "activation", "fn": "tanh"}, {"type": "flatten"},
-            {"type": "dense", "name": "fc1", "units": 16}, {"type": "activation", "fn": "tanh"},
-            {"type": "dense", "name": "out", "units": 3}]},
-        "rule": rule or {"name": "fa"},
-        "optimizer": optimizer or {"name": "adam", "lr": 1e-2},
-        "train": {"epochs": epochs, "seed": 3},
-    }
+    """test_cli's tiny synthetic run (8 steps an epoch), named 'tiny'."""
+    return synthetic_raw("tiny", rule or "fa", epochs, optimizer)
 
 
 def spec_file(tmp_path, **kw) -> Path:

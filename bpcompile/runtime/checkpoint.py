@@ -21,13 +21,16 @@ def write_failed(path: Path, err: OSError) -> WriteFailed:
     """The error for a failed write of `path`: the OS error and the free space left on that file system."""
     path = Path(path)
     code = errno.errorcode.get(err.errno, str(err.errno)) if err.errno else type(err).__name__
+    return WriteFailed(f"could not write {str(path)!r}: {err.strerror or err} ({code}); {free_space(path)}.")
+
+
+def free_space(path: Path) -> str:
+    """'2.1 GiB free on that file system' for the file system that holds `path`."""
     try:
-        free = shutil.disk_usage(path.parent).free
-        free = f"{free / 2**30:.1f} GiB" if free >= 2**30 else f"{free / 2**20:.1f} MiB"
-        free += " free on that file system"
+        free = shutil.disk_usage(Path(path).parent).free
     except OSError:
-        free = "the free space on that file system is unknown"
-    return WriteFailed(f"could not write {str(path)!r}: {err.strerror or err} ({code}); {free}.")
+        return "the free space on that file system is unknown"
+    return (f"{free / 2**30:.1f} GiB" if free >= 2**30 else f"{free / 2**20:.1f} MiB") + " free on that file system"
 
 
 def _atomic(path: Path, write) -> None:

@@ -26,43 +26,13 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 os.environ.setdefault("TRITON_INTERPRET", "1")
 
-from spec_mutations import HOSTILE_SCALARS, HOSTILE_STRUCTURES, neighbours, paths  # noqa: E402
+from spec_mutations import mutate  # noqa: E402
 
 DRY_RUN_LIMIT_BYTES = 256 * 2**20
 
 
 def shipped_specs() -> list[Path]:
     return sorted(p for p in (ROOT / "specs").rglob("*.json") if "spaces" not in p.parts)
-
-
-def mutate(rng: random.Random, spec: dict) -> list[str]:
-    done = []
-    for _ in range(rng.randint(1, 3)):
-        path = rng.choice(list(paths(spec)))
-        node = spec
-        for part in path:
-            node = node[part]
-        kind = rng.choice(["replace"] * 3 + ["delete", "add_key"]) if path else "add_key"
-        if kind == "add_key" and not isinstance(node, dict):
-            kind = "replace"
-        if kind == "replace":
-            value = json.loads(json.dumps(rng.choice(HOSTILE_SCALARS + HOSTILE_STRUCTURES + neighbours(node))))
-            parent = spec
-            for part in path[:-1]:
-                parent = parent[part]
-            parent[path[-1]] = value
-            done.append(f"{'.'.join(map(str, path))} = {json.dumps(value)[:60]}")
-        elif kind == "delete":
-            parent = spec
-            for part in path[:-1]:
-                parent = parent[part]
-            del parent[path[-1]]
-            done.append(f"delete {'.'.join(map(str, path))}")
-        else:
-            key = rng.choice(["type", "name", "units", "x", "rule", "kernel", "$schema", "seed"])
-            node[key] = json.loads(json.dumps(rng.choice(HOSTILE_SCALARS + HOSTILE_STRUCTURES)))
-            done.append(f"{'.'.join(map(str, path + (key,)))} = {json.dumps(node[key])[:60]}")
-    return done
 
 
 def run_cli(args: list[str], use_subprocess: bool, cwd: str) -> tuple[int, str]:
@@ -111,7 +81,7 @@ def main() -> None:
         for i in range(args.count):
             base = rng.choice(bases)
             spec = json.loads(base.read_text())
-            mutations = mutate(rng, spec)
+            mutations = mutate(spec, rng.choice, rng.randint(1, 3))
             path = Path(tmp) / f"case{i}.json"
             path.write_text(json.dumps(spec))
             code, text = run_cli(["validate", str(path)], args.subprocess, tmp)
