@@ -23,6 +23,9 @@ def init_tensor(tensor: torch.Tensor, scheme, fan_in: int, fan_out: int, generat
         elif name == "kaiming_normal":
             fan = fan_in if scheme.mode == "fan_in" else fan_out
             tensor.normal_(0.0, math.sqrt(2.0 / fan), generator=generator)
+        elif name == "torch_default":
+            bound = scheme.gain / math.sqrt(fan_in)
+            tensor.uniform_(-bound, bound, generator=generator)
         elif name == "orthogonal":
             _orthogonal_(tensor, scheme.gain, generator)
         else:  # pragma: no cover - the spec union lists every scheme

@@ -7,7 +7,7 @@ Bartunov et al.'s cells), save them with `save_spec`, load them with
 
 from .data import CIFAR10, MNIST, DataSpec, FashionMNIST, ImageNet, Synthetic, data_shapes
 from .experiment import ExperimentSpec, LossName, NetworkSpec
-from .init import GlorotNormal, GlorotUniform, InitSpec, KaimingNormal, Normal, Orthogonal
+from .init import GlorotNormal, GlorotUniform, InitSpec, KaimingNormal, Normal, Orthogonal, TorchDefault
 from .io import apply_overrides, json_schema, load_spec, save_spec, spec_from_dict, spec_to_json
 from .layers import (
     PARAMETRIC_TYPES, Activation, BatchNorm, Conv2d, Dense, Flatten, GlobalAvgPool, LayerSpec, LocallyConnected,

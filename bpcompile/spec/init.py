@@ -45,7 +45,17 @@ class KaimingNormal(SpecModel):
     mode: Literal["fan_in", "fan_out"] = "fan_out"
 
 
+class TorchDefault(SpecModel):
+    """PyTorch's own default for nn.Linear and nn.Conv2d, kaiming_uniform_(a=sqrt(5)): U(-a, a) with
+    a = gain / sqrt(fan_in) (BioTorch's init option other than 'xavier' draws W and B this way). About half
+    Glorot's scale on the narrowing dense layers of a LeNet. Biases stay zero, as under every scheme here
+    (PyTorch draws them from the same law)."""
+
+    scheme: Literal["torch_default"] = "torch_default"
+    gain: float = Field(1.0, gt=0)
+
+
 InitSpec = Annotated[
-    Union[GlorotUniform, GlorotNormal, Normal, Orthogonal, KaimingNormal],
+    Union[GlorotUniform, GlorotNormal, Normal, Orthogonal, KaimingNormal, TorchDefault],
     Field(discriminator="scheme"),
 ]

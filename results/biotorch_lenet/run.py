@@ -13,6 +13,10 @@ stability check at lr 0.01, momentum 0.9.
 * runs/check/<ours|biotorch>/<rule>/: 2 epochs at lr 0.01, momentum 0.9, no weight decay, batch 128 with
   each rule's defaults (ours: bp, fa, dfa, sign symmetry's four variants, weight mirror, Kolen-Pollack;
   BioTorch: its six).
+* runs/check/issue_<init>/<rule>/: the same check on issue 14's LeNet (28x28 inputs; conv 5x5x6, max pool,
+  conv 5x5x16, max pool, FC 120, FC 84, FC 10, ReLU; runs/check/issue_lenet.json) under network.init
+  glorot_uniform (the default) and torch_default (PyTorch's own), with weight mirror also given a mirror
+  decay (B's growth control).
 Runs that finished with the asked-for epochs are kept. One CPU thread per run."""
 
 import argparse
@@ -35,6 +39,9 @@ CHECK_RULES = {
     "brsf": {"name": "sign_symmetry", "variant": "brsf"}, "frsf": {"name": "sign_symmetry", "variant": "frsf"},
     "wm": {"name": "weight_mirror"}, "kp": {"name": "kolen_pollack"},
 }
+CHECK_INITS = ["glorot_uniform", "torch_default"]
+MIRROR_DECAY = 0.05       # B's fixed point near ||W|| for 'sum' over 128 noise samples of variance 0.01 / 12
+ISSUE_RULES = {**CHECK_RULES, "wm_decay": {"name": "weight_mirror", "mirror": {"decay": MIRROR_DECAY}}}
 CHECK_SETTINGS = ["optimizer.lr=0.01", "optimizer.weight_decay=0", 'optimizer.schedule={"name": "constant"}',
                   "data.batch_size=128", "train.epochs=2"]
 
@@ -48,7 +55,7 @@ def summary(out: Path):
 
 def run(cmd, out: Path, epochs: int) -> None:
     found = summary(out)
-    if found and found.get("epochs") == epochs and found.get("status", "finished") == "finished":
+    if found and found.get("epochs") == epochs and found.get("status", "finished") in ("finished", "diverged"):
         print(f"kept {out.relative_to(ROOT)}", flush=True)
         return
     print(" ".join(str(c) for c in cmd[2:]), flush=True)
@@ -86,6 +93,13 @@ def jobs(args) -> list:
         spec = ROOT / "specs" / "biotorch" / "mnist_lenet_bp.json"
         out = RUNS / "check" / "ours" / rule
         work.append((ours(spec, out, CHECK_SETTINGS + [f"rule={json.dumps(rule_spec)}"], args), out, 2))
+    issue_spec = RUNS / "check" / "issue_lenet.json"
+    write_issue_spec(issue_spec)
+    for init in CHECK_INITS:
+        for rule, rule_spec in ISSUE_RULES.items():
+            out = RUNS / "check" / f"issue_{init}" / rule
+            sets = CHECK_SETTINGS + [f"rule={json.dumps(rule_spec)}", f'network.init={{"scheme": "{init}"}}']
+            work.append((["ISSUE_SPEC", issue_spec] + ours(issue_spec, out, sets, args), out, 2))
     for rule in RULES:
         check_spec = RUNS / "check" / f"lenet_check_{rule}.json"
         out = RUNS / "check" / "biotorch" / rule
@@ -103,8 +117,33 @@ def write_check_spec(rule: str, path: Path) -> None:
     save_spec(spec, path)
 
 
+def write_issue_spec(path: Path) -> None:
+    """Issue 14's LeNet: BioTorch's LeNet recipe with 28x28 inputs and a dense FC 120 in place of conv 5x5x120."""
+    from bpcompile.spec import save_spec, spec_from_dict
+
+    raw = json.loads((ROOT / "specs" / "biotorch" / "mnist_lenet_bp.json").read_text())
+    relu, pool = {"type": "activation", "fn": "relu"}, {"type": "pool", "kind": "max", "kernel": 2}
+
+    def conv(name, channels):
+        return {"type": "conv2d", "name": name, "channels": channels, "kernel": 5, "padding": "valid"}
+
+    def dense(name, units):
+        return {"type": "dense", "name": name, "units": units}
+
+    raw["name"] = "issue14_lenet"
+    raw["description"] = ("Issue 14's LeNet: conv 5x5x6, max pool, conv 5x5x16, max pool, FC 120, FC 84, FC 10, ReLU, "
+                          "on 28x28 MNIST.")
+    raw["data"].pop("image_size", None)
+    raw["network"]["layers"] = [conv("conv1", 6), relu, pool, conv("conv2", 16), relu, pool, {"type": "flatten"},
+                                dense("fc1", 120), relu, dense("fc2", 84), relu, dense("fc3", 10)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_spec(spec_from_dict(raw), path)
+
+
 def execute(job, args) -> None:
     cmd, out, epochs = job
+    if cmd[0] == "ISSUE_SPEC":
+        cmd = cmd[2:]        # the spec was written by jobs()
     if cmd[0] == "CHECK_SPEC":
         write_check_spec(cmd[1], cmd[2])
         cmd = theirs(cmd[2], out, epochs, args)
@@ -130,6 +169,17 @@ def fmt(value, diverged=False) -> str:
     if value is None:
         return "–"
     return f"{value:.2f}" + (" (diverged)" if diverged else "")
+
+
+def check_cell(out: Path) -> str:
+    """'error' after the last epoch, or 'diverged in epoch E (step S)' from the run's summary."""
+    s = summary(out)
+    if s is None:
+        return "–"
+    if s.get("status") == "diverged":
+        where = (s.get("error") or "").split(":")[0].removeprefix("training diverged ")
+        return f"diverged {where}".strip()
+    return fmt(s.get("final_test_error"))
 
 
 def report() -> None:
@@ -176,18 +226,28 @@ def report() -> None:
                  for k in ("conv2", "conv3", "fc1", "fc2")]
         lines.append(f"| {rule} | " + " | ".join(cells) + " |")
     lines += ["", "## Stability check: 2 epochs at lr 0.01, momentum 0.9, batch 128, no weight decay", "",
-              "Each rule with its defaults (ours) or BioTorch's layers (same batches). The loss column is the "
-              "second epoch's mean training loss: a finite error with a loss far above log(10) = 2.3 means some "
-              "batches blew up.", "",
+              "Each rule with its defaults (ours) or BioTorch's layers (same batches; BioTorch's side has no "
+              "divergence check). The loss column is the last epoch's mean training loss: a finite error with a loss "
+              "far above log(10) = 2.3 means some batches blew up. Ours stops a run as diverged at a non-finite loss "
+              "or a loss over 1000 times the first (`train.divergence_factor`).", "",
               "| rule | ours: test error | ours: train loss | BioTorch: test error | BioTorch: train loss |",
               "|---|---|---|---|---|"]
     for rule in CHECK_RULES:
-        a, da = final_error(RUNS / "check" / "ours" / rule)
         loss_a = next((r.get("train_loss") for r in reversed(rows(RUNS / "check" / "ours" / rule)) if "train_loss" in r), None)
         theirs_dir = RUNS / "check" / "biotorch" / rule
         b, db = final_error(theirs_dir)
         loss_b = next((r.get("train_loss") for r in reversed(rows(theirs_dir)) if "train_loss" in r), None)
-        lines.append(f"| {rule} | {fmt(a, da)} | {fmt(loss_a)} | {fmt(b, db)} | {fmt(loss_b)} |")
+        lines.append(f"| {rule} | {check_cell(RUNS / 'check' / 'ours' / rule)} | {fmt(loss_a)} | {fmt(b, db)} | {fmt(loss_b)} |")
+    lines += ["", "## Stability check on issue 14's LeNet", "",
+              "`runs/check/issue_lenet.json`: 28x28 inputs, conv 5x5x6, max pool, conv 5x5x16, max pool, FC 120, FC 84, "
+              "FC 10, ReLU; the same 2 epochs at lr 0.01, momentum 0.9, batch 128, no weight decay. Test error % after "
+              "epoch 2, or where the run was stopped as diverged (a non-finite loss, or a loss over 1000 times the "
+              "first). `wm_decay` is weight mirror with `mirror.decay` " + f"{MIRROR_DECAY:g}" + ".", "",
+              "| rule | " + " | ".join(f"init {init}" for init in CHECK_INITS) + " |",
+              "|---|" + "---|" * len(CHECK_INITS)]
+    for rule in ISSUE_RULES:
+        lines.append(f"| {rule} | " + " | ".join(check_cell(RUNS / "check" / f"issue_{init}" / rule)
+                                                for init in CHECK_INITS) + " |")
     REPORT.write_text("\n".join(lines) + "\n")
     print(f"wrote {REPORT.relative_to(ROOT)}")
 
