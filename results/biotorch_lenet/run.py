@@ -41,7 +41,9 @@ CHECK_RULES = {
 }
 CHECK_INITS = ["glorot_uniform", "torch_default"]
 MIRROR_DECAY = 0.05       # B's fixed point near ||W|| for 'sum' over 128 noise samples of variance 0.01 / 12
-ISSUE_RULES = {**CHECK_RULES, "wm_decay": {"name": "weight_mirror", "mirror": {"decay": MIRROR_DECAY}}}
+ISSUE_RULES = {**CHECK_RULES, "wm_decay": {"name": "weight_mirror", "mirror": {"decay": MIRROR_DECAY}},
+               "dfa_lr_1e-3": {"name": "dfa"}}
+ISSUE_SETS = {"dfa_lr_1e-3": ["optimizer.lr=0.001"]}      # after CHECK_SETTINGS: DFA at a tenth of the rate
 CHECK_SETTINGS = ["optimizer.lr=0.01", "optimizer.weight_decay=0", 'optimizer.schedule={"name": "constant"}',
                   "data.batch_size=128", "train.epochs=2"]
 
@@ -55,7 +57,8 @@ def summary(out: Path):
 
 def run(cmd, out: Path, epochs: int) -> None:
     found = summary(out)
-    if found and found.get("epochs") == epochs and found.get("status", "finished") in ("finished", "diverged"):
+    finished = found and found.get("epochs") == epochs and found.get("status", "finished") == "finished"
+    if finished or (found and found.get("status") == "diverged"):       # a divergence is a result too
         print(f"kept {out.relative_to(ROOT)}", flush=True)
         return
     print(" ".join(str(c) for c in cmd[2:]), flush=True)
@@ -98,7 +101,8 @@ def jobs(args) -> list:
     for init in CHECK_INITS:
         for rule, rule_spec in ISSUE_RULES.items():
             out = RUNS / "check" / f"issue_{init}" / rule
-            sets = CHECK_SETTINGS + [f"rule={json.dumps(rule_spec)}", f'network.init={{"scheme": "{init}"}}']
+            sets = CHECK_SETTINGS + [f"rule={json.dumps(rule_spec)}", f'network.init={{"scheme": "{init}"}}'] + \
+                ISSUE_SETS.get(rule, [])
             work.append((["ISSUE_SPEC", issue_spec] + ours(issue_spec, out, sets, args), out, 2))
     for rule in RULES:
         check_spec = RUNS / "check" / f"lenet_check_{rule}.json"
@@ -242,7 +246,8 @@ def report() -> None:
               "`runs/check/issue_lenet.json`: 28x28 inputs, conv 5x5x6, max pool, conv 5x5x16, max pool, FC 120, FC 84, "
               "FC 10, ReLU; the same 2 epochs at lr 0.01, momentum 0.9, batch 128, no weight decay. Test error % after "
               "epoch 2, or where the run was stopped as diverged (a non-finite loss, or a loss over 1000 times the "
-              "first). `wm_decay` is weight mirror with `mirror.decay` " + f"{MIRROR_DECAY:g}" + ".", "",
+              "first). `wm_decay` is weight mirror with `mirror.decay` " + f"{MIRROR_DECAY:g}" + "; `dfa_lr_1e-3` is DFA at lr "
+              "0.001.", "",
               "| rule | " + " | ".join(f"init {init}" for init in CHECK_INITS) + " |",
               "|---|" + "---|" * len(CHECK_INITS)]
     for rule in ISSUE_RULES:
