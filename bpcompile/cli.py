@@ -12,12 +12,12 @@ import time
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.text import Text
 
+from .console import make_console
 from .errors import BpcompileError
 
-stderr = Console(stderr=True, highlight=False)
+stderr = make_console()
 SPEC_PATH = click.Path(dir_okay=False, path_type=Path)
 
 

@@ -3,17 +3,22 @@
     python specs/generate.py            # rewrites specs/*.json, specs/printed/, specs/biotorch/, specs/akrout/
     python specs/generate.py --check    # exits 1 if a shipped spec differs from what this script makes
 
+It also writes specs/schema.json (`bpcompile schema`), which every shipped spec names in "$schema" so editors
+complete and check it.
+
 Bartunov et al.'s cells come from bpcompile.spec.paper (Table 3 nets, Table 5 settings with the departures
 docs/DEVIATIONS.md records); specs/printed/ holds the cells that depart, as printed. Akrout et al.'s ResNets
 come from bpcompile.spec.akrout (specs/akrout/: the setup of their released MNIST code), BioTorch's LeNet
 benchmark from bpcompile.spec.biotorch (specs/biotorch/)."""
 
+import json
+import os
 import sys
 from pathlib import Path
 
 from bpcompile.spec import (
     FA, MNIST, Activation, Adam, Dense, ExperimentSpec, Flatten, KolenPollack, MirrorSettings, NetworkSpec, SignSymmetry,
-    TrainSpec, WeightMirror, spec_to_json,
+    TrainSpec, WeightMirror, json_schema, spec_to_json,
 )
 from bpcompile.spec import biotorch
 from bpcompile.spec.akrout import CODE_RULES, RULES as RESNET_RULES, code_experiment, resnet_experiment
@@ -113,8 +118,12 @@ def main(check: bool) -> int:
     for folder, specs in folder_specs().items():
         targets += [(HERE / folder / f"{name}.json", spec) for name, spec in specs.items()]
         (HERE / folder).mkdir(exist_ok=True)
-    for path, spec in targets:
-        text = spec_to_json(spec)
+    schema = HERE / "schema.json"
+    texts = [(schema, json.dumps(json_schema(), indent=2) + "\n")]
+    for path, spec in targets:          # each shipped spec names the schema, relative to itself, for editors
+        ref = os.path.relpath(schema, path.parent)
+        texts.append((path, spec_to_json(spec.model_copy(update={"schema_ref": ref}))))
+    for path, text in texts:
         if check:
             if not path.exists() or path.read_text() != text:
                 stale.append(str(path.relative_to(HERE)))

@@ -210,7 +210,7 @@ def test_dry_run_of_every_shipped_spec():
     from bpcompile.runtime import dry_run
     from bpcompile.spec import load_spec
 
-    paths = sorted((ROOT / "specs").glob("*.json"))
+    paths = sorted(p for p in (ROOT / "specs").glob("*.json") if p.name != "schema.json")
     printed = sorted((ROOT / "specs" / "printed").glob("*.json"))    # Table 5 as printed: the same nets
     result = bpc("validate", *paths, *printed)
     assert result.returncode == 0, result.stdout + result.stderr

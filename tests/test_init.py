@@ -31,7 +31,7 @@ def test_torch_default_gain_scales_the_bound():
 def test_network_init_torch_default_reaches_every_layer_and_fas_feedback(kind):
     """Every parametric layer and FA's B (drawn by W's law) lie in U(-1/sqrt(fan_in), 1/sqrt(fan_in)) with the
     conv convention's fan_in; Glorot draws the same net differently."""
-    for seed in range(3):
+    for seed in range(2):
         spec, _, _, _ = make_spec(seed, kind, FA())
         spec = spec.model_copy(update={"network": NetworkSpec(layers=spec.network.layers, init=TorchDefault())})
         program = compile_experiment(spec, torch.device("cpu"))
@@ -44,6 +44,8 @@ def test_network_init_torch_default_reaches_every_layer_and_fas_feedback(kind):
                 assert tensor.abs().max() <= bound * (1 + 1e-6), info.name
                 # a uniform law fills its interval: the largest of n draws is near the bound
                 assert tensor.abs().max() >= bound * max(0.0, 1 - 30.0 / tensor.numel()) - 1e-6, info.name
+        if seed:
+            continue
         glorot = compile_experiment(spec.model_copy(update={"network": NetworkSpec(
             layers=spec.network.layers, init=GlorotUniform())}), torch.device("cpu"))
         first = program.network.layer_table[0].weight

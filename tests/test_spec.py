@@ -141,6 +141,8 @@ def test_shipped_specs_match_their_generator_and_validate():
     result = subprocess.run([sys.executable, str(ROOT / "specs" / "generate.py"), "--check"], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     for path in (ROOT / "specs").glob("*.json"):
+        if path.name == "schema.json":
+            continue
         spec = load_spec(path)
         assert spec.name == path.stem
 
@@ -151,3 +153,23 @@ def test_tp_rules_and_macros_are_in_the_schema_now():
     assert spec_from_dict(json.loads(spec_to_json(spec))) == spec
     assert DTP(alpha=0.2).schedule == "parallel" and SignSymmetry(variant="frsf").variant == "frsf"
     assert FA().feedback_init is None
+
+
+def test_shipped_specs_point_editors_at_the_current_schema():
+    """specs/schema.json is `bpcompile schema`'s output; every shipped spec names it in "$schema" (a path relative
+    to the spec), the schema allows that key, and a spec keeps it through load and save."""
+    schema = json.loads((ROOT / "specs" / "schema.json").read_text())
+    printed = subprocess.run([sys.executable, "-m", "bpcompile", "schema"], capture_output=True, text=True, cwd=ROOT)
+    assert printed.returncode == 0 and json.loads(printed.stdout) == schema
+    assert schema["properties"]["$schema"]["anyOf"][0]["type"] == "string"
+    assert schema.get("additionalProperties") is False            # unknown keys stay errors in editors too
+    shipped = [p for p in (ROOT / "specs").rglob("*.json") if p.name != "schema.json" and "spaces" not in p.parts]
+    assert len(shipped) > 40
+    for path in shipped:
+        raw = json.loads(path.read_text())
+        assert (path.parent / raw["$schema"]).resolve() == (ROOT / "specs" / "schema.json").resolve(), path
+        assert next(iter(raw)) == "$schema"
+    spec = load_spec(shipped[0])
+    assert json.loads(spec_to_json(spec))["$schema"] == json.loads(shipped[0].read_text())["$schema"]
+    with pytest.raises(BpcompileError, match=r"\$schema"):
+        spec_from_dict({**json.loads(shipped[0].read_text()), "$schema": 3})

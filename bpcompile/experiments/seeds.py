@@ -20,6 +20,7 @@ from ..runtime.checkpoint import write_json
 from ..runtime.rundir import SUMMARY
 from ..spec import spec_from_dict
 from .sweep import diff_paths, read_json, resolved, run_or_resume
+from ..console import make_console
 
 SEEDS_FILE = "seeds.json"
 AGGREGATED = ("final_test_error", "best_test_error", "final_train_error")
@@ -51,7 +52,7 @@ def run_seeds(spec, seeds: list[int], *, out: Path, device: Optional[str] = None
     """Train `spec` once per seed into out/seed_<s>/; returns (and writes to out/seeds.json) the runs and their
     aggregate. overwrite=True retrains every seed from scratch, even finished ones, and accepts an `out` that held
     another spec's seeds."""
-    console = console or Console(stderr=True)
+    console = console or make_console()
     out = Path(out)
     seeds = [int(s) for s in seeds]
     if not seeds:

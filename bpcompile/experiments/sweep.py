@@ -26,6 +26,7 @@ from ..runtime.rundir import CHECKPOINT, SPEC, SUMMARY, RunDir
 from ..runtime.trainer import resume_experiment, run_experiment
 from ..spec import apply_overrides, spec_from_dict, spec_to_json
 from .space import COMMENT_KEY, SearchSpace, as_space, sample, split_paths, trial_rng
+from ..console import make_console
 
 SWEEP_FILE = "sweep.json"
 SELECTION = ("lowest validation error (val_error) at any evaluated epoch of a finished trial, ties to the earlier "
@@ -187,7 +188,7 @@ def run_sweep(spec, space: Union[SearchSpace, dict, str, Path], *, trials: int, 
               data_dir: Optional[str] = None, console: Optional[Console] = None) -> dict:
     """Random search over `space` for `spec`: `trials` runs in out/trial_NNN/, summarised in out/sweep.json
     (returned). Resumable: run it again with the same arguments (more trials is fine)."""
-    console = console or Console(stderr=True)
+    console = console or make_console()
     space = as_space(space)
     out = Path(out)
     if trials < 1:

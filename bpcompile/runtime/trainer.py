@@ -30,6 +30,7 @@ from .rundir import CHECKPOINT, RunDir, RunLock
 from .metrics import AlignmentProbe
 from .schedule import FORWARD_PHASES, epoch_steps, steps_per_epoch
 from .step import CompiledEval, RuleStep
+from ..console import make_console
 
 FINITE_CHECK_EVERY = 50  # steps between divergence checks (each one syncs the GPU)
 PROBE_SIZE = 256         # examples in the fixed probe batch of the alignment metrics
@@ -73,7 +74,7 @@ class Trainer:
         """With several processes (`dist`), every rank trains on its shard of each global batch and only rank 0
         writes (give the others run_dir=None) and prints."""
         self.spec, self.device, self.splits, self.run_dir, self.dist = spec, device, splits, run_dir, dist
-        self.console = console if dist.is_main else Console(quiet=True)
+        self.console = console if dist.is_main else make_console(quiet=True)
         self.show_progress = show_progress and dist.is_main
         self.program = compile_experiment(spec, device)
         network = self.program.network
@@ -355,7 +356,7 @@ def run_experiment(spec, *, out: Path, device: Optional[str] = None, data_dir: O
                    overwrite: bool = False, console: Optional[Console] = None, show_progress: bool = True,
                    dist: Distributed = SINGLE_PROCESS) -> dict:
     """Train `spec` into a new run directory `out` (written by rank 0 alone); returns the summary."""
-    console = console or Console(stderr=True)
+    console = console or make_console()
     lock = _lock(out, dist, create=True)
     try:
         _on_main(dist, lambda: RunDir.check_new(out, overwrite))   # fail fast, before loading and compiling
@@ -387,7 +388,7 @@ def resume_experiment(run_path: Path, *, spec=None, device: Optional[str] = None
                       dist: Distributed = SINGLE_PROCESS) -> dict:
     """Continue a run from its checkpoint. A given spec may differ from the run's only in train.epochs. A run
     that never wrote a checkpoint (stopped in its first epochs) starts again from epoch 1 in its directory."""
-    console = console or Console(stderr=True)
+    console = console or make_console()
     run_dir = RunDir.existing(run_path)
     lock = _lock(run_path, dist, create=False)
     try:
@@ -456,7 +457,7 @@ def dry_run(spec, steps: int, *, device: Optional[str] = None, console: Optional
             dist: Distributed = SINGLE_PROCESS) -> list[float]:
     """Run `steps` training steps on random data of the spec's shapes; writes nothing. With several processes
     each rank steps on its shard of the same random global batches."""
-    console = (console or Console(stderr=True)) if dist.is_main else Console(quiet=True)
+    console = (console or make_console()) if dist.is_main else make_console(quiet=True)
     torch_device = prepare_torch(spec, device, dist)
     started = time.perf_counter()
     program = compile_experiment(spec, torch_device)

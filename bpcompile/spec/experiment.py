@@ -2,7 +2,7 @@
 
 from typing import Literal, Optional
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from .base import SpecModel
 from .data import DataSpec, InputShape, MNIST, check_input_shape
@@ -41,6 +41,14 @@ class ExperimentSpec(SpecModel):
     likelihood), 'sigmoid_cross_entropy' (per-class sigmoid against one-hot
     labels), 'mse' (mean squared error of the outputs against one-hot labels)."""
 
+    model_config = ConfigDict(populate_by_name=True)      # "$schema" in files, schema_ref in Python
+
+    schema_ref: Optional[str] = Field(
+        None, alias="$schema", max_length=4096,
+        description="Where an editor finds this file's JSON Schema, for completion and checks: a path relative to "
+        "the file (the shipped specs give specs/schema.json) or a URL. Written by `bpcompile schema --out FILE`; "
+        "bpcompile never opens it.",
+    )
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=200)
     description: str = Field("", max_length=100_000)
     data: DataSpec = Field(default_factory=MNIST)

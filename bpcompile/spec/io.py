@@ -169,14 +169,16 @@ def load_spec(path: str | Path, overrides: Iterable[str] = ()) -> ExperimentSpec
 
 def spec_to_json(spec: ExperimentSpec, full: bool = False) -> str:
     """JSON text of a spec: the fields that were set (full=True: every field, the resolved spec of a run)."""
-    data = spec.model_dump(mode="json") if full else _with_tags(spec)
+    data = spec.model_dump(mode="json", by_alias=True) if full else _with_tags(spec)
+    if "$schema" in data:                 # editors look for it first
+        data = {"$schema": data.pop("$schema"), **data}
     return json.dumps(data, indent=2) + "\n"
 
 
 def _with_tags(spec: ExperimentSpec) -> dict:
     """model_dump(exclude_unset=True) that keeps (and puts first) the discriminator keys, so unions load back."""
-    full = spec.model_dump(mode="json")
-    slim = spec.model_dump(mode="json", exclude_unset=True)
+    full = spec.model_dump(mode="json", by_alias=True)
+    slim = spec.model_dump(mode="json", by_alias=True, exclude_unset=True)
 
     def merge(f, s):
         if isinstance(f, dict) and isinstance(s, dict):
