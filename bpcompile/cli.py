@@ -54,19 +54,29 @@ def _device_option(f):
 @click.option("--seeds", default=None, metavar="S1,S2,...",
               help="Train once per seed (train.seed) into OUT/seed_<s>/ and report mean ± std; run the same command "
                    "again to continue after an interruption.")
-def run(spec_path, assignments, out, device, data_dir, resume_dir, overwrite, dry_run_steps, no_progress, seeds):
+@click.option("--tensorboard", is_flag=True, help="Also log to TensorBoard (adds train.loggers 'tensorboard'): event "
+                                                    "files in RUN_DIR/tensorboard.")
+@click.option("--wandb", "use_wandb", is_flag=True, help="Also log to Weights & Biases (adds train.loggers 'wandb', "
+                                                         "offline unless the spec sets mode 'online').")
+def run(spec_path, assignments, out, device, data_dir, resume_dir, overwrite, dry_run_steps, no_progress, seeds,
+        tensorboard, use_wandb):
     """Train the experiment in SPEC (a JSON file). Under torchrun every process trains a shard of each batch."""
     from .runtime import dry_run, resume_experiment, run_experiment
     from .runtime.device import resolve_device
     from .runtime.distributed import Distributed
+    from .runtime.loggers import with_loggers
     from .spec import load_spec
 
     if spec_path is None and resume_dir is None:
         raise click.UsageError("give a SPEC file, or --resume DIR to continue a run.")
-    if spec_path is None:   # --resume alone: --set applies to the run's own spec
-        spec = load_spec(resume_dir / "spec.json", assignments) if assignments and (resume_dir / "spec.json").is_file() else None
+    loggers = [name for name, wanted in (("tensorboard", tensorboard), ("wandb", use_wandb)) if wanted]
+    if spec_path is None:   # --resume alone: --set and logger flags apply to the run's own spec
+        own = resume_dir / "spec.json"
+        spec = load_spec(own, assignments) if (assignments or loggers) and own.is_file() else None
     else:
         spec = load_spec(spec_path, assignments)
+    if spec is not None and loggers:
+        spec = with_loggers(spec, loggers)
     if dry_run_steps is not None and spec is None:
         raise click.UsageError("--dry-run needs a SPEC file.")
     if resume_dir is not None and (out is not None or overwrite):

@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..compiler import compile_experiment
 from ..compiler.check import check_memory
+from ..compiler.dump import dump_text
 from ..data import load_dataset, make_loaders, random_batch
 from ..errors import BpcompileError, TrainingDiverged
 from ..spec import data_shapes, spec_from_dict, spec_to_json
@@ -27,6 +28,7 @@ from .device import resolve_device, set_precision, versions
 from .distributed import SINGLE_PROCESS, Distributed
 from ..optim import build_forward_optimizer, build_scheduler
 from .rundir import CHECKPOINT, RunDir, RunLock
+from .loggers import close_loggers, open_loggers
 from .metrics import AlignmentProbe
 from .schedule import FORWARD_PHASES, epoch_steps, steps_per_epoch
 from .step import CompiledEval, RuleStep
@@ -100,6 +102,7 @@ class Trainer:
         self.last_checkpoint_epoch = 0
         self.wall_seconds = 0.0
         self.first_loss: Optional[float] = None   # the run's first training step's loss: the divergence bound's scale
+        self.loggers: list = []                    # metrics.jsonl and train.loggers, open while fit() runs (rank 0)
 
     # ---- checkpoints -------------------------------------------------------
     def state_dict(self) -> dict:
@@ -233,13 +236,23 @@ class Trainer:
         row = {"epoch": 0, "layers": self.probe.measure() if self.dist.is_main else {}}
         self.history.append(row)
         if self.run_dir is not None:
-            self.run_dir.append_metrics(row)
+            self._record(row)
+
+    def _record(self, row: dict) -> None:
+        """One metrics line to every logger: metrics.jsonl first, then those of train.loggers."""
+        for logger in self.loggers:
+            logger.log_epoch(row)
 
     def fit(self) -> dict:
         """Train to train.epochs. summary.json says how the run ended: 'running' while it trains, then 'finished',
         'diverged', 'interrupted' (Ctrl-C) or 'failed' (with the error, e.g. a full disk)."""
+        failed = True
         try:
-            return self._fit()
+            if self.run_dir is not None:
+                self.loggers = open_loggers(self.spec, self.run_dir, self.epoch, lambda: dump_text(self.program))
+            summary = self._fit()
+            failed = False
+            return summary
         except BaseException as err:
             status = ("diverged" if isinstance(err, TrainingDiverged) else
                       "interrupted" if isinstance(err, KeyboardInterrupt) else "failed")
@@ -251,6 +264,8 @@ class Trainer:
                 raise WriteFailed(f"{err} {kept[0].upper()}{kept[1:]}; fix that (free space, quota, permissions), "
                                   f"then continue with --resume{where}.") from err
             raise
+        finally:
+            close_loggers(self.loggers, failed)
 
     def _fit(self) -> dict:
         epochs = self.spec.train.epochs
@@ -277,7 +292,7 @@ class Trainer:
             self.history.append(row)
             self._log(row)
             if self.run_dir is not None:
-                self.run_dir.append_metrics(row)
+                self._record(row)
                 if self.epoch % self.spec.train.checkpoint_every == 0 or last:
                     self.save()
                 self._write_summary("running" if not last else "finished")
@@ -402,7 +417,8 @@ def _resume(run_dir: RunDir, spec, device, data_dir, console, show_progress: boo
     saved = spec_from_dict(read_spec_dict(run_dir.file("spec.json")), f"run spec {run_dir.file('spec.json')}")
     if spec is not None:
         _check_resumable(saved, spec)
-        saved = saved.model_copy(update={"train": saved.train.model_copy(update={"epochs": spec.train.epochs})})
+        saved = saved.model_copy(update={"train": saved.train.model_copy(update={"epochs": spec.train.epochs,
+                                                                                 "loggers": spec.train.loggers})})
     spec = saved
     if not run_dir.file(CHECKPOINT).exists():   # killed before its first checkpoint: nothing to continue from
         if dist.is_main:
@@ -436,12 +452,13 @@ def _resume(run_dir: RunDir, spec, device, data_dir, console, show_progress: boo
 def _check_resumable(saved, given) -> None:
     a = saved.model_dump(mode="json")
     b = given.model_dump(mode="json")
-    a["train"].pop("epochs"), b["train"].pop("epochs")
+    for spec in (a, b):           # what may change: the length, where metrics go, the editor's schema path
+        spec["train"].pop("epochs"), spec["train"].pop("loggers"), spec.pop("schema_ref")
     if a != b:
         diffs = sorted(_diff_paths(a, b))
         raise BpcompileError(
             f"--resume: the given spec differs from the run's spec.json in {', '.join(diffs[:8])}; only train.epochs "
-            f"may change when resuming."
+            f"(and train.loggers) may change when resuming."
         )
 
 

@@ -18,6 +18,6 @@ from .rules import (
     AOSDTP, BP, DFA, DTP, FA, SDTP, TARGET_PROPAGATION_RULES, TP, Alternation, Feedback, GradientRuleSpec, KolenPollack,
     MirrorSettings, RuleOverride, RuleSpec, SignSymmetry, WeightMirror,
 )
-from .train import TrainSpec
+from .train import LoggerSpec, TensorBoardLog, TrainSpec, WandbLog
 
 __all__ = [name for name in dir() if not name.startswith("_")]

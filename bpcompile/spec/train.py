@@ -1,10 +1,35 @@
 """Training loop settings."""
 
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional, Union
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from .base import SpecModel
+
+
+class TensorBoardLog(SpecModel):
+    """TensorBoard event files in the run directory's `tensorboard/` (`tensorboard --logdir RUN_DIR`): every
+    scalar of a metrics line (losses, errors, learning rate, seconds, and each layer's metrics as
+    `layers/<layer>/<metric>`) at its epoch, and the compiled graph's text. Needs the `tensorboard` package
+    (`pip install 'bpcompile[tensorboard]'`)."""
+
+    name: Literal["tensorboard"] = "tensorboard"
+
+
+class WandbLog(SpecModel):
+    """Weights & Biases: the same scalars (step = epoch), the resolved spec as the run's config, and the compiled
+    graph's text as a file. Needs the `wandb` package (`pip install 'bpcompile[wandb]'`)."""
+
+    name: Literal["wandb"] = "wandb"
+    project: str = Field("bpcompile", pattern=r"^[A-Za-z0-9_.-]+$", max_length=128)
+    entity: Optional[str] = Field(None, pattern=r"^[A-Za-z0-9_.-]+$", max_length=128, description="W&B team or user (default: yours).")
+    mode: Literal["offline", "online"] = Field(
+        "offline", description="'offline': the run is written under the run directory's `wandb/`, no network needed "
+        "(upload it later with `wandb sync`); 'online': streamed to the W&B server (needs `wandb login`).",
+    )
+
+
+LoggerSpec = Annotated[Union[TensorBoardLog, WandbLog], Field(discriminator="name")]
 
 
 class TrainSpec(SpecModel):
@@ -32,3 +57,15 @@ class TrainSpec(SpecModel):
         "many times max(the first step's loss, 1); null: no bound (non-finite values still stop it).",
     )
     num_threads: Optional[int] = Field(None, gt=0, le=4096, description="CPU threads for torch (default: torch's choice).")
+    loggers: list[LoggerSpec] = Field(
+        default_factory=list, max_length=2, description="Where metrics go besides metrics.jsonl (always written): "
+        "'tensorboard' and / or 'wandb' (`bpcompile run --tensorboard` / `--wandb` add them).",
+    )
+
+    @field_validator("loggers")
+    @classmethod
+    def _each_logger_once(cls, loggers):
+        names = [logger.name for logger in loggers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"each logger may be named once (got {names})")
+        return loggers
