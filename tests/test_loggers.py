@@ -150,3 +150,18 @@ def test_each_logger_is_named_once():
     raw["train"]["loggers"] = [{"name": "tensorboard"}, {"name": "tensorboard"}]
     with pytest.raises(BpcompileError, match="train.loggers"):
         spec_from_dict(raw)
+
+
+def test_a_run_started_again_from_scratch_drops_its_earlier_events(tmp_path):
+    """A run killed before its first checkpoint starts again in its directory: TensorBoard keeps one event per
+    epoch, not the dead run's and the new one's."""
+    out = train(tmp_path, "--tensorboard", epochs=2)
+    (out / "checkpoint.pt").unlink()
+    result = CliRunner().invoke(app, ["run", "--resume", str(out), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(out / "tensorboard"), size_guidance={"scalars": 0})
+    events.Reload()
+    assert [e.step for e in events.Scalars("train_loss")] == [1, 2]
+    assert [e.step for e in events.Scalars("layers/lc1/update_angle")] == [0, 1, 2]

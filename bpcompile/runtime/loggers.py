@@ -66,8 +66,9 @@ class TensorBoardLogger:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
             raise _missing("tensorboard", "tensorboard") from None
-        # a resumed run drops the events of epochs after its checkpoint, as metrics.jsonl does
-        self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=first_epoch + 1 if first_epoch else None)
+        # a resumed run drops the events of epochs after its checkpoint, as metrics.jsonl does; a run started
+        # again from scratch in its directory (no checkpoint yet) drops every earlier event
+        self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=first_epoch + 1 if first_epoch else 0)
 
     def log_epoch(self, row: dict) -> None:
         for tag, value in scalars(row).items():

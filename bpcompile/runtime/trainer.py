@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ..compiler import compile_experiment
 from ..compiler.check import check_memory
 from ..compiler.dump import dump_text
+from ..console import make_console
 from ..data import load_dataset, make_loaders, random_batch
 from ..errors import BpcompileError, TrainingDiverged
 from ..spec import data_shapes, spec_from_dict, spec_to_json
@@ -32,7 +33,6 @@ from .loggers import close_loggers, open_loggers
 from .metrics import AlignmentProbe
 from .schedule import FORWARD_PHASES, epoch_steps, steps_per_epoch
 from .step import CompiledEval, RuleStep
-from ..console import make_console
 
 FINITE_CHECK_EVERY = 50  # steps between divergence checks (each one syncs the GPU)
 PROBE_SIZE = 256         # examples in the fixed probe batch of the alignment metrics

@@ -1,0 +1,175 @@
+"""Epoch time of every shipped rule against BP, on the MNIST FC and LC nets and the CIFAR LC net.
+
+    python benchmarks/epoch.py                                   # CPU, every net and rule, 469 steps per epoch
+    python benchmarks/epoch.py --nets mnist_fc --rules bp,fa,wm  # a subset
+    python benchmarks/epoch.py --device cuda --steps 469
+
+Each (net, rule) trains in a fresh process (`--one`, so peak memory is its own) through `bpcompile.train` on
+synthetic data of the net's shape (MNIST 1x28x28 or CIFAR 3x32x32, 10 classes, batch 128): the rule's shipped
+spec where there is one (`specs/<net>_<rule>.json`: its own settings), else the net's BP spec with the rule's
+defaults. One epoch of `--steps` steps (an alternating target-propagation rule: two epochs, the inverse one and
+the forward one, each timed). Times are the runtime's own `train_seconds` (the training steps; evaluation,
+the alignment probe and checkpoints excluded); BP of the same net in the same invocation is the baseline, and
+the rules run interleaved `--repeats` times, each ratio the median of the paired (same repeat) ratios.
+Peak memory: the process's maximum resident set on the CPU, `torch.cuda.max_memory_allocated` on a GPU. Prints
+a table and writes benchmarks/results/epoch_<device>.json (device, torch and triton versions)."""
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+NETS = {"mnist_fc": ([1, 28, 28], "MNIST FC 5 x 256 tanh"), "mnist_lc": ([1, 28, 28], "MNIST LC (Table 3)"),
+        "cifar_lc": ([3, 32, 32], "CIFAR-10 LC (Table 3)")}
+# name -> (shipped spec suffix, rule given to the BP spec when no shipped spec exists)
+RULES = {
+    "bp": ("bp", {"name": "bp"}), "fa": ("fa", {"name": "fa"}), "dfa": ("dfa", {"name": "dfa"}),
+    "ss": ("ss", {"name": "sign_symmetry"}), "kp": ("kp", {"name": "kolen_pollack"}),
+    "wm": ("wm", {"name": "weight_mirror"}),
+    "dtp_parallel": ("dtp_parallel", None), "sdtp_parallel": ("sdtp_parallel", None),
+    "ao_sdtp_parallel": ("ao_sdtp_parallel", None),
+    "dtp_alternating": ("dtp", None), "sdtp_alternating": ("sdtp", None),
+}
+
+
+def spec_for(net: str, rule: str, steps: int):
+    """(raw spec dict, where it came from) for the pair, on synthetic data of the net's shape."""
+    suffix, default_rule = RULES[rule]
+    shipped = ROOT / "specs" / f"{net}_{suffix}.json"
+    if shipped.exists():
+        raw, source = json.loads(shipped.read_text()), shipped.name
+    elif default_rule is not None:
+        raw = json.loads((ROOT / "specs" / f"{net}_bp.json").read_text())
+        raw["rule"], source = default_rule, f"{net}_bp.json + rule {default_rule['name']} defaults"
+    else:
+        return None, None
+    shape, _ = NETS[net]
+    raw.pop("$schema", None)
+    raw["data"] = {"name": "synthetic", "input_shape": shape, "num_classes": 10, "train_size": steps * 128,
+                   "test_size": 1000, "batch_size": 128}
+    alternating = raw["rule"].get("schedule") == "alternating"
+    raw["train"] = {**raw.get("train", {}), "epochs": 2 if alternating else 1, "seed": 0}
+    return raw, source
+
+
+def run_one(raw: dict, device: str) -> dict:
+    """Train the spec once in this process; its train seconds per epoch and peak memory."""
+    import torch
+
+    import bpcompile
+
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        result = bpcompile.train(raw, out=Path(tmp) / "run", device=device)
+    epochs = [row for row in result.history if row.get("epoch", 0) > 0]
+    peak = (torch.cuda.max_memory_allocated() if device == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)     # Linux: kilobytes
+    return {"train_seconds": [row["train_seconds"] for row in epochs], "wall_seconds": time.perf_counter() - started,
+            "peak_memory_bytes": peak, "status": result.summary["status"]}
+
+
+def summarise(runs: list) -> list:
+    """Per (net, rule): median train seconds per epoch, and the median over repeats of its ratio to BP's epoch of
+    the same net and repeat (paired, so the machine's slow spells cancel)."""
+    rows = []
+    for net, rule in dict.fromkeys((r["net"], r["rule"]) for r in runs):
+        mine = [r for r in runs if (r["net"], r["rule"]) == (net, rule) and "train_seconds" in r]
+        row = {"net": net, "rule": rule, "source": next(r["source"] for r in runs if (r["net"], r["rule"]) == (net, rule)),
+               "seconds": None, "vs_bp": None, "peak_memory_bytes": None}
+        if mine:
+            epochs = len(mine[0]["train_seconds"])
+            row["seconds"] = [statistics.median(r["train_seconds"][e] for r in mine) for e in range(epochs)]
+            row["peak_memory_bytes"] = max(r["peak_memory_bytes"] for r in mine)
+            bp = {r["repeat"]: r["train_seconds"][0] for r in runs
+                  if (r["net"], r["rule"]) == (net, "bp") and "train_seconds" in r}
+            paired = [r for r in mine if r["repeat"] in bp]
+            if paired:
+                row["vs_bp"] = [statistics.median(r["train_seconds"][e] / bp[r["repeat"]] for r in paired)
+                                for e in range(epochs)]
+        rows.append(row)
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--nets", default=",".join(NETS))
+    parser.add_argument("--rules", default=",".join(RULES))
+    parser.add_argument("--steps", type=int, default=469, help="training steps per epoch (469: one MNIST epoch)")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats; medians are reported")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default torch's choice)")
+    parser.add_argument("--out", default=None, help="results JSON (default benchmarks/results/epoch_<device>.json)")
+    parser.add_argument("--one", default=None, help=argparse.SUPPRESS)       # child: a JSON spec to time
+    args = parser.parse_args()
+    if args.one is not None:
+        raw = json.loads(args.one)
+        if args.threads:
+            raw["train"]["num_threads"] = args.threads
+        print(json.dumps(run_one(raw, args.device)))
+        return 0
+
+    import torch
+    from rich.console import Console
+    from rich.table import Table
+
+    from bpcompile.runtime.device import versions
+
+    nets, rules = args.nets.split(","), args.rules.split(",")
+    if "bp" not in rules:
+        rules = ["bp", *rules]                     # the baseline runs in the same invocation
+    runs = []
+    for repeat in range(args.repeats):             # interleaved: a slow spell of a shared machine hits every rule
+        for net in nets:
+            for rule in rules:
+                raw, source = spec_for(net, rule, args.steps)
+                if raw is None:
+                    continue
+                cmd = [sys.executable, __file__, "--one", json.dumps(raw), "--device", args.device]
+                if args.threads:
+                    cmd += ["--threads", str(args.threads)]
+                done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+                run = {"net": net, "rule": rule, "repeat": repeat, "source": source}
+                if done.returncode:
+                    run["error"] = done.stderr.strip()[-500:]
+                else:
+                    run.update(json.loads(done.stdout.strip().splitlines()[-1]))
+                runs.append(run)
+                print(json.dumps({k: v for k, v in run.items() if k != "error"}), file=sys.stderr, flush=True)
+
+    rows = summarise(runs)
+    table = Table(title=f"Train seconds per epoch of {args.steps} steps (batch 128, synthetic data), {args.device}, "
+                        f"median of {args.repeats} interleaved repeats")
+    for column in ("net", "rule", "s / epoch", "vs BP", "peak MB", "spec"):
+        table.add_column(column)
+    for row in rows:
+        if row["seconds"] is None:
+            table.add_row(row["net"], row["rule"], "failed", "", "", row["source"])
+            continue
+        shown = " / ".join(f"{s:.2f}" for s in row["seconds"])          # alternating: inverse / forward epoch
+        ratio = " / ".join(f"{r:.2f}" for r in row["vs_bp"]) if row["vs_bp"] else "–"
+        table.add_row(row["net"], row["rule"], shown, ratio, f"{row['peak_memory_bytes'] / 2**20:.0f}", row["source"])
+    Console(width=160).print(table)
+    device = torch.device(args.device)
+    result = {"benchmark": "epoch", "steps_per_epoch": args.steps, "batch_size": 128, **versions(device),
+              "threads": args.threads or torch.get_num_threads(),
+              "goal": {"fa dfa ss kp": 1.05, "wm": 1.3, "dtp/sdtp parallel": 2.0, "alternating epoch": 1.5},
+              "repeats": args.repeats, "rows": rows, "runs": runs}
+    out = Path(args.out or ROOT / "benchmarks" / "results" / f"epoch_{device.type}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
