@@ -8,7 +8,6 @@ validation, errors (`BpcompileError`) and run directories as the CLI.
 
 import copy
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
@@ -46,10 +45,10 @@ def train(spec_or_path, out: Union[str, Path, None] = None, overrides: Optional[
     BpcompileError; the run directory keeps what was written."""
     from .console import make_console
     from .runtime import run_experiment
-    from .runtime.rundir import RunDir
+    from .runtime.rundir import RunDir, default_run_dir
 
     spec = load(spec_or_path, overrides)
-    run_dir = Path(out) if out is not None else Path("runs") / f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = Path(out) if out is not None else default_run_dir(spec.name)
     summary = run_experiment(spec, out=run_dir, device=device, data_dir=data_dir, overwrite=overwrite,
                              console=make_console(), show_progress=progress)
     return TrainResult(summary=summary, history=RunDir.existing(run_dir).read_metrics(), run_dir=run_dir)

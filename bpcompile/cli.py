@@ -8,7 +8,6 @@ atomically."""
 
 import json
 import sys
-import time
 from pathlib import Path
 
 import click
@@ -65,6 +64,7 @@ def run(spec_path, assignments, out, device, data_dir, resume_dir, overwrite, dr
     from .runtime.device import resolve_device
     from .runtime.distributed import Distributed
     from .runtime.loggers import with_loggers
+    from .runtime.rundir import default_run_dir
     from .spec import load_spec
 
     if spec_path is None and resume_dir is None:
@@ -100,7 +100,7 @@ def run(spec_path, assignments, out, device, data_dir, resume_dir, overwrite, dr
             summary = resume_experiment(resume_dir, spec=spec, device=device, data_dir=data_dir, console=stderr,
                                         show_progress=progress, dist=dist)
         else:   # every rank must name the same directory: rank 0's clock decides
-            out = dist.broadcast_object(out or Path("runs") / f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+            out = dist.broadcast_object(out or default_run_dir(spec.name))
             summary = run_experiment(spec, out=out, device=device, data_dir=data_dir, overwrite=overwrite,
                                      console=stderr, show_progress=progress, dist=dist)
         if dist.is_main:
@@ -114,12 +114,13 @@ def run(spec_path, assignments, out, device, data_dir, resume_dir, overwrite, dr
 
 def _run_seeds(spec, seeds: str, out, device, data_dir, overwrite) -> None:
     from .experiments import run_seeds
+    from .runtime.rundir import default_run_dir
 
     try:
         values = [int(s) for s in seeds.split(",") if s.strip()]
     except ValueError:
         raise BpcompileError(f"--seeds {seeds!r}: expected integers separated by commas, e.g. --seeds 1,2,3.") from None
-    out = out or Path("runs") / f"{spec.name}-seeds-{time.strftime('%Y%m%d-%H%M%S')}"
+    out = out or default_run_dir(f"{spec.name}-seeds")
     record = run_seeds(spec, values, out=out, device=device, data_dir=data_dir, overwrite=overwrite, console=stderr)
     click.echo(json.dumps({"name": spec.name, "out": str(out), "seeds": values, **record["aggregate"]}))
 

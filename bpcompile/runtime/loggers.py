@@ -1,7 +1,7 @@
 """Where metrics lines go: metrics.jsonl always, TensorBoard and Weights & Biases when `train.loggers` asks.
 
 A logger has `log_epoch(row)` (every metrics line, the dict with epoch, losses, errors, lr, seconds and
-`layers`), `log_graph_text(text, path)` (the compiled graph's text, once per fresh run) and `close()`.
+`layers`), `log_graph_text(text, path)` (the compiled graph's text, once per fresh run) and `close(failed)`.
 TensorBoard and W&B flatten each line to scalars with the epoch as the step. Both packages are optional and
 imported only when a spec asks for them. Only the process that writes the run directory (rank 0) logs."""
 
@@ -56,7 +56,7 @@ class JsonlLogger:
     def log_graph_text(self, text: str, path: Path) -> None:
         pass
 
-    def close(self) -> None:
+    def close(self, failed: bool = False) -> None:
         pass
 
 
@@ -79,7 +79,7 @@ class TensorBoardLogger:
         # TensorBoard renders text as Markdown: indent by four spaces for a code block
         self.writer.add_text("compiled_graph", "\n".join("    " + line for line in text.splitlines()), global_step=0)
 
-    def close(self) -> None:
+    def close(self, failed: bool = False) -> None:
         self.writer.close()
 
 
@@ -108,8 +108,8 @@ class WandbLogger:
     def log_graph_text(self, text: str, path: Path) -> None:
         self.run.save(str(path), base_path=str(path.parent), policy="now")
 
-    def close(self, exit_code: int = 0) -> None:
-        self.run.finish(exit_code=exit_code)
+    def close(self, failed: bool = False) -> None:
+        self.run.finish(exit_code=1 if failed else 0)
 
 
 def open_loggers(spec, run_dir, first_epoch: int, graph_text) -> list:
@@ -136,7 +136,4 @@ def open_loggers(spec, run_dir, first_epoch: int, graph_text) -> list:
 
 def close_loggers(loggers: list, failed: bool = False) -> None:
     for logger in loggers:
-        if isinstance(logger, WandbLogger):
-            logger.close(exit_code=1 if failed else 0)
-        else:
-            logger.close()
+        logger.close(failed)

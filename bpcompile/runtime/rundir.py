@@ -6,6 +6,7 @@ asks for overwrite explicitly, and one process at a time trains into it (RunLock
 import errno
 import json
 import os
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -22,6 +23,11 @@ METRICS = "metrics.jsonl"
 SUMMARY = "summary.json"
 CHECKPOINT = "checkpoint.pt"
 RUN_FILES = (SPEC, METRICS, SUMMARY, CHECKPOINT)
+
+
+def default_run_dir(name: str) -> Path:
+    """runs/<name>-<local time>: where a run goes when no --out (or `out`) is given."""
+    return Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 class RunDir:
