@@ -31,6 +31,20 @@ def _set_option(f):
                         help="Override a spec field, e.g. --set train.epochs=3 (repeatable; values parse as JSON).")(f)
 
 
+def _load_plugins(ctx, param, files):
+    from .plugins import load_plugins
+
+    load_plugins(files)     # installed plug-ins (entry points) too, before any spec is read
+    return files
+
+
+def _plugin_option(f):
+    return click.option("--plugin", "plugins", multiple=True, metavar="FILE.py", is_eager=True, expose_value=False,
+                        callback=_load_plugins,
+                        help="Load a rule plug-in (a Python file that registers a rule; repeatable). Installed "
+                             "plug-ins (entry-point group bpcompile.rules) load without it.")(f)
+
+
 def _device_option(f):
     return click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None,
                         help="Overrides train.device.")(f)
@@ -39,6 +53,7 @@ def _device_option(f):
 @app.command()
 @click.argument("spec_path", metavar="SPEC", type=SPEC_PATH, required=False)
 @_set_option
+@_plugin_option
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Run directory (default: runs/<name>-<time>).")
 @_device_option
@@ -128,6 +143,7 @@ def _run_seeds(spec, seeds: str, out, device, data_dir, overwrite) -> None:
 @app.command()
 @click.argument("spec_path", metavar="SPEC", type=SPEC_PATH)
 @_set_option
+@_plugin_option
 @click.option("--space", "space_path", type=SPEC_PATH, required=True,
               help="Search space JSON: {field path: {log_uniform|uniform: [lo, hi]} | {choice: [...]}}, e.g. "
                    "specs/spaces/bartunov_table4.json.")
@@ -180,6 +196,7 @@ def report(run_dirs, out, reference, title, note):
 @app.command()
 @click.argument("spec_path", metavar="SPEC", type=SPEC_PATH)
 @_set_option
+@_plugin_option
 @click.option("--stage", type=click.Choice(["forward", "backward", "all"]), default="all", show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["text", "dot"]), default="text", show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write here instead of stdout.")
@@ -205,6 +222,7 @@ def inspect(spec_path, assignments, stage, fmt, out, device):
 @app.command()
 @click.argument("spec_paths", metavar="SPEC...", type=SPEC_PATH, nargs=-1, required=True)
 @_set_option
+@_plugin_option
 def validate(spec_paths, assignments):
     """Check specs: schema, layer shapes, size budget, rule availability (what `run` checks before it trains;
     the memory of the machine it trains on is judged by `run`). Exit 2 if any fails."""
@@ -229,6 +247,7 @@ def validate(spec_paths, assignments):
 
 @app.command()
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write here instead of stdout.")
+@_plugin_option
 def schema(out):
     """Print the JSON Schema of specs (every field, default and description)."""
     from .spec import json_schema

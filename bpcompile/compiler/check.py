@@ -11,7 +11,7 @@ from ..errors import BpcompileError, NotImplementedYet
 from ..nn import build_network
 from ..nn.build import plan_network
 from ..nn.budget import Estimate, check_budget, device_memory_bytes
-from ..spec import TARGET_PROPAGATION_RULES, data_shapes
+from ..spec import data_shapes
 from .precision import check_precision
 
 
@@ -41,12 +41,18 @@ def check_spec(spec, device: torch.device | None = None):
     """(network, rules per layer, size estimate) of a spec that can be compiled, or a BpcompileError naming what
     cannot. With a `device`, the budget is also held against that device's memory and the network is built
     (initialised, on the CPU); without one it is only planned on the meta device (`validate`)."""
+    from .rules import pass_for   # rules import the compiler's passes; keep this module light
+
     train = spec.train
-    if spec.rule.name in TARGET_PROPAGATION_RULES and (train.precision == "bf16" or train.channels_last):
-        raise NotImplementedYet(
-            f"train.precision='bf16' and train.channels_last are built for the gradient-family rules; rule "
-            f"{spec.rule.name!r} (target propagation) runs in fp32 or tf32 with the default memory format for now."
-        )
+    for rule in [spec.rule] + [override.rule for override in spec.rule_overrides]:
+        rule_pass = pass_for(rule)
+        if (train.precision == "bf16" and not rule_pass.supports_bf16) or (
+                train.channels_last and not rule_pass.supports_channels_last):
+            raise NotImplementedYet(
+                f"train.precision='bf16' and train.channels_last are not built for rule {rule.name!r} "
+                f"({rule_pass.family.replace('_', ' ')}) yet; it runs in fp32 or tf32 with the default memory format "
+                f"for now."
+            )
     check_precision(train.precision)
     estimate = check_memory(spec, device)
     input_shape, classes = input_spec(spec)
@@ -55,6 +61,6 @@ def check_spec(spec, device: torch.device | None = None):
             network = plan_network(spec.network, input_shape, classes)
     else:
         network = build_network(spec.network, input_shape, classes, train.seed)
-    from .rules import check_implemented   # rules import the compiler's passes; keep this module light
+    from .rules import check_implemented
     assigned = check_implemented(spec, network)
     return network, assigned, estimate

@@ -9,11 +9,13 @@ in node.meta for `inspect`. `prefer` overrides the order (the tests run the
 Triton kernels on CPU through the interpreter)."""
 
 import os
+import warnings
 from typing import Optional, Sequence
 
 import torch
 from torch.fx import GraphModule
 
+from ..errors import BpcompileError
 from ..nn.ops import FAMILIES, WEIGHT_ARG, implementations
 from .program import META_IMPL, META_OP, META_REWRITE
 
@@ -38,7 +40,8 @@ def load_triton_implementations() -> bool:
 
 
 def preference(device: torch.device) -> tuple[str, ...]:
-    """Triton first on CUDA; $BPCOMPILE_IMPL=reference keeps the reference ops there too (for comparisons)."""
+    """Triton first on CUDA; $BPCOMPILE_IMPL=reference keeps the reference ops there too (for comparisons),
+    $BPCOMPILE_IMPL=triton makes a missing triton an error."""
     if device.type == "cuda" and os.environ.get("BPCOMPILE_IMPL", "auto") != "reference":
         return ("triton", "reference")
     return ("reference",)
@@ -46,8 +49,8 @@ def preference(device: torch.device) -> tuple[str, ...]:
 
 def lower(graph: GraphModule, device: torch.device, prefer: Optional[Sequence[str]] = None) -> None:
     order = tuple(prefer or preference(device))
-    if "triton" in order:
-        load_triton_implementations()
+    if "triton" in order and not load_triton_implementations():
+        _triton_missing(device, order)
     if "triton" in order and _TRITON_LOADED:
         _fuse_sign_into_lc_grad_input(graph)
     for node in graph.graph.nodes:
@@ -62,6 +65,22 @@ def lower(graph: GraphModule, device: torch.device, prefer: Optional[Sequence[st
         node.target = impls[choice]
     graph.graph.eliminate_dead_code()
     graph.recompile()
+
+
+def _triton_missing(device: torch.device, order: tuple) -> None:
+    """Triton was asked for but cannot be imported: an error if asked for explicitly, else a loud warning on
+    CUDA (the LC ops then run their plain-PyTorch reference, much slower), never a silent fallback."""
+    if order[0] == "triton" and device.type == "cuda" and os.environ.get("BPCOMPILE_IMPL") == "triton":
+        raise BpcompileError("BPCOMPILE_IMPL=triton, but triton cannot be imported on this machine: install the "
+                             "triton that matches this torch, or unset BPCOMPILE_IMPL.")
+    if device.type == "cuda" and not _WARNED:
+        _WARNED.append(True)
+        warnings.warn("triton cannot be imported: the locally connected layers run their plain-PyTorch reference "
+                      "ops on the GPU (correct, much slower). Install the triton that matches this torch.",
+                      RuntimeWarning, stacklevel=3)
+
+
+_WARNED: list = []
 
 
 def _fuse_sign_into_lc_grad_input(graph: GraphModule) -> None:

@@ -21,8 +21,8 @@ META_REWRITE = "bpcompile_rewrite"  # what a rule pass changed, in words
 @dataclass(frozen=True)
 class Slot:
     kind: str   # inputs: param, buffer, state, noise, input, target
-                # outputs: loss, logits, grad, state_grad; target propagation adds target, local_loss, inverse_loss;
-                # the metrics' probe graphs add delta
+                # outputs: loss, logits, grad, state_grad, and any kind a rule adds (target propagation:
+                # target, local_loss, inverse_loss); the metrics' probe graphs add delta
     name: str   # e.g. 'fc1.weight', 'fc1.feedback', 'x'
 
 
@@ -80,6 +80,8 @@ class Program:
     noise_shapes: dict = field(default_factory=dict)      # 'noise' input name -> per-example shape
     loss_reduction: str = "sum"                           # how the local / inverse losses reduce over units
     decay_exempt: set = field(default_factory=set)        # parameters the rule decays itself (no optimiser L2)
+    kept_outputs: tuple = ()        # output kinds the runtime keeps after each step (the rules' kept_outputs)
+    loss_outputs: tuple = ("loss",)  # output kinds that are losses, checked finite every step
 
     def phase(self, name: str) -> tuple[GraphModule, Signature]:
         return self.phases.get(name, (self.train_graph, self.train_signature))

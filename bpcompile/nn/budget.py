@@ -21,7 +21,6 @@ from .build import plan_network
 
 BYTES_PER_ELEMENT = 4            # fp32 master weights and activations (bf16 autocast keeps fp32 weights)
 SPEC_LIMIT_BYTES = 2**40         # 1 TiB: no machine this project runs on holds more
-GRADIENT_RULES_WITH_B = ("fa", "sign_symmetry", "weight_mirror", "kolen_pollack", "feedback")
 
 
 @dataclass
@@ -119,19 +118,10 @@ def _layer_outputs(network):
 
 
 def _feedback_elements(spec, network) -> int:
-    """Elements of the tensors the rule adds beside the forward weights."""
-    rule = spec.rule
-    names = {rule.name} | {override.rule.name for override in spec.rule_overrides}
-    weights = sum(math.prod(network.get_parameter(info.weight).shape) for info in network.layer_table)
-    if rule.name in ("tp", "dtp", "sdtp", "ao_sdtp"):
-        extra = weights                                   # an inverse V_l per layer, W_l's size
-        if rule.name == "ao_sdtp" and network.layer_table:
-            extra += 2 * rule.aux_units * network.layer_table[-1].fan_in   # W_aux and its part of the top inverse
-        return extra
-    extra = weights if names & set(GRADIENT_RULES_WITH_B) else 0
-    if "dfa" in names:
-        extra += network.output_shape[0] * sum(math.prod(info.in_shape) for info in network.layer_table)
-    return extra
+    """Elements of the tensors the rules add beside the forward weights (each rule's pass says)."""
+    from ..compiler.rules import state_elements      # the rules import nn: look them up when asked
+
+    return state_elements(spec, network)
 
 
 def _gib(count: int) -> str:

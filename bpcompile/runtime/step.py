@@ -4,12 +4,10 @@ from typing import Optional
 
 import torch
 
+from ..compiler.streams import seeded_generator
 from ..nn.losses import task_loss
 from .distributed import SINGLE_PROCESS
 
-NOISE_STREAM = 7                                        # seed stream of the rule's noise inputs
-EXTRA_OUTPUTS = ("target", "local_loss", "inverse_loss")  # outputs kept after a step for checks and logs
-LOSS_OUTPUTS = ("loss", "local_loss", "inverse_loss")      # every loss a graph returns: checked finite every step
 TOP5_MIN_CLASSES = 10                                   # top-5 error is logged with more classes than this
 
 
@@ -105,10 +103,10 @@ class RuleStep:
         self.count = 0
         self.batches_per_epoch: Optional[int] = None   # set by the trainer (weight mirror's pre_batches='epoch')
         self.last_outputs: dict = {}       # the last step's extra outputs (targets, losses), by (kind, name)
-        self.generator = torch.Generator(device=program.device).manual_seed(seed * 1_000_003 + NOISE_STREAM)
+        self.generator = seeded_generator(seed, "runtime", "noise_inputs", program.device)
         # per phase: which outputs are losses, and whether each has been finite in every step so far (kept on
         # the device, so the per-step check costs no sync; check() reads it every few steps)
-        self.loss_slots = {name: [(i, s) for i, s in enumerate(step.signature.outputs) if s.kind in LOSS_OUTPUTS]
+        self.loss_slots = {name: [(i, s) for i, s in enumerate(step.signature.outputs) if s.kind in program.loss_outputs]
                            for name, step in self.compiled.items()}
         self.finite = {name: torch.ones(len(slots), dtype=torch.bool, device=program.device)
                        for name, slots in self.loss_slots.items()}
@@ -144,7 +142,7 @@ class RuleStep:
         self.dist.reduce_step(compiled.trained, local, total)
         self.optimizer.step()
         self.last_outputs = {(s.kind, s.name): outputs[i] for i, s in enumerate(compiled.signature.outputs)
-                             if s.kind in EXTRA_OUTPUTS}
+                             if s.kind in self.program.kept_outputs}
         slots = self.loss_slots[self.phase]
         if slots:
             self.finite[self.phase] &= torch.stack([torch.isfinite(outputs[i]).all() for i, _ in slots])

@@ -15,9 +15,10 @@ from .layers import (
 )
 from .optim import SGD, Adam, ConstantLR, CosineLR, MultiStepLR, OptimizerSpec, ScheduleSpec, StepLR
 from .rules import (
-    AOSDTP, BP, DFA, DTP, FA, SDTP, TARGET_PROPAGATION_RULES, TP, Alternation, Feedback, GradientRuleSpec, KolenPollack,
+    AOSDTP, BP, DFA, DTP, FA, SDTP, TP, Alternation, Feedback, GradientRuleSpec, KolenPollack,
     MirrorSettings, RuleOverride, RuleSpec, SignSymmetry, WeightMirror,
 )
+from .rule_registry import rule_family, rule_models, rule_names, rule_union
 from .train import LoggerSpec, TensorBoardLog, TrainSpec, WandbLog
 
 __all__ = [name for name in dir() if not name.startswith("_")]

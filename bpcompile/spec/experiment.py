@@ -9,7 +9,8 @@ from .data import DataSpec, InputShape, MNIST, check_input_shape
 from .init import GlorotUniform, InitSpec
 from .layers import LayerSpec
 from .optim import Adam, OptimizerSpec
-from .rules import BP, RuleOverride, RuleSpec, TARGET_PROPAGATION_RULES
+from .rule_registry import hold_rule_field, rule_family
+from .rules import BP, RuleOverride, RuleSpec
 from .train import TrainSpec
 
 LossName = Literal["softmax_cross_entropy", "sigmoid_cross_entropy", "mse"]
@@ -63,8 +64,11 @@ class ExperimentSpec(SpecModel):
 
     @model_validator(mode="after")
     def _overrides_need_gradient_rule(self):
-        if self.rule_overrides and self.rule.name in TARGET_PROPAGATION_RULES:
+        if self.rule_overrides and rule_family(self.rule.name) != "gradient":
             raise ValueError(
                 f"rule_overrides mix gradient-family rules into a {self.rule.name!r} network, which has no gradients to override"
             )
         return self
+
+
+hold_rule_field(ExperimentSpec, "rule")

@@ -27,6 +27,8 @@ def format_validation_error(err: ValidationError, source: str, raw: Any = None) 
             msg = "unknown key (not part of the spec schema; see `bpcompile schema`)"
         elif "input" in e and e["type"] not in ("missing",) and not isinstance(e["input"], (dict, list)):
             msg = f"{msg} (got {clip(repr(e['input']))})"
+        if e["type"] == "union_tag_invalid" and str(loc).endswith("rule"):
+            msg += "; a rule of your own is loaded with `--plugin FILE.py` (docs/writing-a-rule.md)"
         problems.append(f"field `{loc}`: {clip(msg, 300)}")
     shown, length = [], 0
     for problem in problems:
@@ -85,6 +87,11 @@ def _union_tags() -> frozenset:
             if isinstance(const, str):
                 tags.add(const)
     return frozenset(tags)
+
+
+def clear_schema_caches() -> None:
+    """After a plug-in registers a rule: the schema's union tags include its name."""
+    _union_tags.cache_clear()
 
 
 def parse_set_value(text: str, source: str = "--set value") -> Any:

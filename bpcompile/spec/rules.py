@@ -9,6 +9,9 @@ dfa, sign_symmetry, weight_mirror, kolen_pollack) are presets of these parts;
 Target-propagation rules (tp, dtp, sdtp, ao_sdtp) replace gradients that cross
 layers with targets computed by learned inverses, and have their own
 inverse optimiser and schedule.
+
+These are the built-in rules' spec models; each is registered here (spec/rule_registry.py) and its pass
+registers itself in compiler/rules/<rule>.py. A plug-in rule keeps both in one file.
 """
 
 from typing import Annotated, Literal, Optional, Union
@@ -18,6 +21,7 @@ from pydantic import Field, model_validator
 from .base import SpecModel
 from .init import InitSpec
 from .optim import Adam, OptimizerSpec
+from .rule_registry import hold_rule_field, register_rule_spec, rule_union
 
 
 class BP(SpecModel):
@@ -201,11 +205,6 @@ class Feedback(SpecModel):
         return self
 
 
-GradientRuleSpec = Annotated[
-    Union[BP, FA, DFA, SignSymmetry, WeightMirror, KolenPollack, Feedback], Field(discriminator="name")
-]
-
-
 class Alternation(SpecModel):
     """How the alternating schedule takes turns. The epoch's batches are cut into blocks; each block first trains
     only the inverses (inverse_passes passes over it), then only the forward weights on the same batches
@@ -290,12 +289,14 @@ class AOSDTP(_TargetPropagation):
     )
 
 
-RuleSpec = Annotated[
-    Union[BP, FA, DFA, SignSymmetry, WeightMirror, KolenPollack, Feedback, TP, DTP, SDTP, AOSDTP],
-    Field(discriminator="name"),
-]
+for _model in (BP, FA, DFA, SignSymmetry, WeightMirror, KolenPollack, Feedback):
+    register_rule_spec(_model, "gradient")
+for _model in (TP, DTP, SDTP, AOSDTP):
+    register_rule_spec(_model, "target_propagation")
 
-TARGET_PROPAGATION_RULES = ("tp", "dtp", "sdtp", "ao_sdtp")
+# the unions of the built-in rules; ExperimentSpec.rule and RuleOverride.rule follow the registry (plug-ins too)
+RuleSpec = rule_union()
+GradientRuleSpec = rule_union("gradient")
 
 
 class RuleOverride(SpecModel):
@@ -303,3 +304,6 @@ class RuleOverride(SpecModel):
 
     layers: list[str] = Field(min_length=1)
     rule: GradientRuleSpec
+
+
+hold_rule_field(RuleOverride, "rule", "gradient")

@@ -1,54 +1,15 @@
 """Rule passes over the training graph, and the per-layer rule assignment.
 
-Gradient-family rules are resolved to their parts (source, learning,
-topology); each implemented combination maps to one pass module. Anything not
-built yet fails here with a clear error, never a silent fallback to BP."""
-
-from dataclasses import dataclass
+Importing this package registers the built-in rules (one module each); plug-ins register theirs with
+the same decorator (bpcompile.rules, bpcompile/plugins.py). The core finds a rule's pass by its spec's
+name in the registry (rules/registry.py) and never names a rule itself."""
 
 from ...errors import BpcompileError, NotImplementedYet
-from ...spec import TARGET_PROPAGATION_RULES
-from .bp import Backprop
-from .dfa import DirectFeedbackAlignment, DirectKolenPollack
-from .fa import FeedbackAlignment
-from .kolen_pollack import KolenPollack
-from .sign_symmetry import SignSymmetry
-from .target_propagation import check_target_propagation
-from .weight_mirror import WeightMirror
+from . import ao_sdtp, bp, dfa, dtp, fa, feedback, kolen_pollack, sdtp, sign_symmetry, tp, weight_mirror  # noqa: F401
+from .registry import pass_for, register_rule, registered_rules, rule_entry
 
-
-@dataclass(frozen=True)
-class FeedbackParts:
-    source: str      # weight | random | sign | learned
-    learning: str    # none | mirror | kolen_pollack
-    topology: str    # layerwise | direct
-
-
-NAMED_PARTS = {
-    "bp": FeedbackParts("weight", "none", "layerwise"),
-    "fa": FeedbackParts("random", "none", "layerwise"),
-    "dfa": FeedbackParts("random", "none", "direct"),
-    "sign_symmetry": FeedbackParts("sign", "none", "layerwise"),
-    "weight_mirror": FeedbackParts("learned", "mirror", "layerwise"),
-    "kolen_pollack": FeedbackParts("learned", "kolen_pollack", "layerwise"),
-}
-
-# implemented parts -> pass class
-PASSES = {
-    FeedbackParts("weight", "none", "layerwise"): Backprop,
-    FeedbackParts("random", "none", "layerwise"): FeedbackAlignment,
-    FeedbackParts("random", "none", "direct"): DirectFeedbackAlignment,
-    FeedbackParts("sign", "none", "layerwise"): SignSymmetry,
-    FeedbackParts("learned", "mirror", "layerwise"): WeightMirror,
-    FeedbackParts("learned", "kolen_pollack", "layerwise"): KolenPollack,
-    FeedbackParts("learned", "kolen_pollack", "direct"): DirectKolenPollack,
-}
-
-
-def parts_of(rule) -> FeedbackParts:
-    if rule.name == "feedback":
-        return FeedbackParts(rule.source, rule.learning, rule.topology)
-    return NAMED_PARTS[rule.name]
+__all__ = ["apply_rules", "check_implemented", "layer_rules", "pass_for", "program_pass", "register_rule",
+           "registered_rules", "rule_entry"]
 
 
 def layer_rules(spec, network) -> dict[str, object]:
@@ -73,31 +34,60 @@ def layer_rules(spec, network) -> dict[str, object]:
     return assigned
 
 
+def program_pass(spec):
+    """The pass that builds the whole program (a non-gradient family rule), or None for gradient rules."""
+    entry = rule_entry(spec.rule.name)
+    return None if entry.family == "gradient" else pass_for(spec.rule)
+
+
+def _grouped(spec, network, assigned) -> list[tuple[object, list]]:
+    """(pass, the layers it trains), one per distinct rule spec, in layer order."""
+    groups: dict[tuple, tuple] = {}
+    for info in network.layer_table:
+        rule = assigned[info.name]
+        try:
+            rule_pass = pass_for(rule)
+        except NotImplementedYet as error:
+            raise NotImplementedYet(f"{error} (layer {info.name!r})") from None
+        key = (type(rule_pass), rule.model_dump_json())
+        groups.setdefault(key, (rule_pass, []))[1].append(info)
+    return list(groups.values())
+
+
 def check_implemented(spec, network) -> dict[str, object]:
-    """Fail early, naming the rule and layer, for anything not built yet."""
-    if spec.rule.name in TARGET_PROPAGATION_RULES:
-        check_target_propagation(spec, network)
+    """Fail early, naming the rule and layer, for anything a rule cannot train; returns the rule per layer."""
+    whole = program_pass(spec)
+    if whole is not None:
+        whole.check(spec, network, network.layer_table)
         return {info.name: spec.rule for info in network.layer_table}
     assigned = layer_rules(spec, network)
-    for layer, rule in assigned.items():
-        parts = parts_of(rule)
-        if parts not in PASSES:
-            raise NotImplementedYet(
-                f"rule {rule.name!r} (source={parts.source}, learning={parts.learning}, topology={parts.topology}) for "
-                f"layer {layer!r} is not implemented yet; implemented parts (source, learning, topology): "
-                + ", ".join(f"({p.source}, {p.learning}, {p.topology})" for p in PASSES) + "."
-            )
+    for rule_pass, layers in _grouped(spec, network, assigned):
+        rule_pass.check(spec, network, layers)
     return assigned
 
 
 def apply_rules(ctx, assigned: dict[str, object]) -> None:
     """Group layers by pass and let each pass rewrite its layers."""
-    groups: dict[tuple, list] = {}
-    for info in ctx.network.layer_table:
-        rule = assigned[info.name]
-        key = (PASSES[parts_of(rule)], rule.model_dump_json())
-        groups.setdefault(key, (rule, []))[1].append(info)
-    for (pass_cls, _), (rule, layers) in groups.items():
-        pass_cls(rule).rewrite(ctx, layers)
+    for rule_pass, layers in _grouped(ctx.spec, ctx.network, assigned):
+        rule_pass.rewrite(ctx, layers)
     ctx.graph.graph.eliminate_dead_code()
     ctx.graph.recompile()
+
+
+def state_elements(spec, network) -> int:
+    """Elements of every rule's state tensors (for the size budget); layers named by no override are the
+    main rule's (bad override names are reported later, by layer_rules)."""
+    whole = program_pass(spec)
+    if whole is not None:
+        return whole.state_elements(network, network.layer_table)
+    layers = {info.name: info for info in network.layer_table}
+    assigned = {name: spec.rule for name in layers}
+    for override in spec.rule_overrides:
+        assigned.update({name: override.rule for name in override.layers if name in layers})
+    total = 0
+    for info in network.layer_table:
+        try:
+            total += pass_for(assigned[info.name]).state_elements(network, [info])
+        except NotImplementedYet:
+            pass        # reported, naming the layer, by check_implemented
+    return total

@@ -1,12 +1,13 @@
-"""What a rule pass sees: the training graph, its signature, and a place for state.
+"""The rule API: what a rule pass is, and what it sees (the training graph, its signature, a place for state).
 
-A gradient-family rule pass is a class with a `name` and
-`rewrite(ctx, layers)`, called once with the parametric layers it trains.
-It may add graph inputs (state tensors such as feedback weights), retarget
-or replace nodes, record each change as a `Rewrite` so `inspect` can show
-it, add extra graphs (weight mirror's mirror program), and register
-`RuleHooks`: what the rule does around each training step (Kolen-Pollack's
-paired update, weight mirror's mirror phases, batch-random magnitudes)."""
+A rule is a spec model plus a RulePass subclass registered with `@register_rule(SpecModel)`
+(rules/registry.py). A gradient-family pass implements `rewrite(ctx, layers)`, called once with the
+parametric layers it trains (after rule_overrides). It may add graph inputs (state tensors such as
+feedback weights), retarget or replace nodes, add graph outputs, record each change as a `Rewrite` so
+`inspect` can show it, add extra graphs (weight mirror's mirror program), and register `RuleHooks`: what
+the rule does around each training step (Kolen-Pollack's paired update, weight mirror's mirror phases,
+batch-random magnitudes). A 'target_propagation'-family pass implements `build(ctx)` instead and returns
+the program it traced itself (rules/target_propagation.py). docs/writing-a-rule.md walks through one."""
 
 from dataclasses import dataclass, field
 
@@ -16,6 +17,7 @@ from torch.fx import GraphModule
 from ...nn.init import init_tensor
 from ...nn.ops import WEIGHT_ARG
 from ..program import META_REWRITE, Rewrite, Signature, Slot
+from ..streams import seeded_generator
 from ..trace import add_input, placeholders
 
 
@@ -31,10 +33,10 @@ class RewriteContext:
     extra_graphs: dict = field(default_factory=dict)   # name -> (GraphModule, Signature), shown by inspect
     decay_exempt: set = field(default_factory=set)     # parameters a rule decays itself (the optimiser's L2 skips them)
 
-    def generator(self, purpose: int) -> torch.Generator:
-        """A generator seeded from train.seed and a purpose number, so state tensors
+    def generator(self, owner: str, purpose: str) -> torch.Generator:
+        """A CPU generator of the seed stream (owner, purpose) (compiler/streams.py), so state tensors
         never shift the forward initialisation (BP and FA runs share W)."""
-        return torch.Generator().manual_seed((self.spec.train.seed * 1_000_003 + purpose) % 2**63)
+        return seeded_generator(self.spec.train.seed, owner, purpose)
 
     def add_state(self, name: str, tensor: torch.Tensor) -> torch.fx.Node:
         """Register a state tensor and return its new graph input."""
@@ -74,15 +76,42 @@ class RewriteContext:
 
 
 class RulePass:
-    """A rule pass: built from its rule spec, `rewrite(ctx, layers)` rewrites the layers it trains."""
+    """A rule pass, built from its rule spec. `name` and `family` are set by @register_rule.
+
+    Subclasses implement `rewrite` (gradient family) or `build` (target_propagation family) and may
+    override the class attributes and `check`, `for_spec`, `state_elements`."""
 
     name = "rule"
+    family = "gradient"
+    supports_bf16 = True              # the rule's graphs handle train.precision='bf16'
+    supports_channels_last = True     # ... and train.channels_last
+    kept_outputs: tuple = ()          # output kinds the runtime keeps after each step (run.last_outputs: logs, check)
+    loss_outputs: tuple = ()          # output kinds that are losses, checked finite every step ('loss' always is)
 
     def __init__(self, spec):
         self.spec = spec
 
+    @classmethod
+    def for_spec(cls, spec) -> "RulePass":
+        """The pass for this spec; a rule made of parts returns the pass its parts select."""
+        return cls(spec)
+
+    def check(self, spec, network, layers) -> None:
+        """Refuse, with a BpcompileError naming the layer or field, what this rule cannot train; called
+        by `validate` too (network may be a meta-device plan)."""
+
+    def state_elements(self, network, layers) -> int:
+        """Elements of the state tensors the rule adds for these layers, for the size budget (an estimate
+        from the layer table; nothing is allocated)."""
+        return 0
+
     def rewrite(self, ctx: RewriteContext, layers) -> None:
-        raise NotImplementedError
+        raise NotImplementedError(f"rule {self.name!r} (gradient family) must implement rewrite(ctx, layers)")
+
+    def build(self, ctx: RewriteContext) -> dict:
+        """Target-propagation family: trace the rule's own program into ctx; returns the Program fields it
+        sets: graph, signature, and optionally phases, schedule, alternation, noise_shapes, loss_reduction."""
+        raise NotImplementedError(f"rule {self.name!r} (target_propagation family) must implement build(ctx)")
 
 
 def schedule_factor(run) -> float:

@@ -6,16 +6,18 @@ weight gradient are left as traced, only the weight argument of grad_input
 changes. B_l is drawn by the law W_l was drawn by (the layer's init, network.init or a
 macro's head_init), or by rule.feedback_init, from its own seeded stream."""
 
+import math
+
+from ...spec import FA
 from ..trace import nodes_of
 from .base import RuleHooks, RulePass
-
-FEEDBACK_STREAM = 1
+from .registry import register_rule
 
 
 def add_feedback_tensors(ctx, rule_name: str, spec, layers) -> dict:
     """Give every layer whose input gradient is used a feedback tensor B (W's layout) and retarget its
     grad_input nodes to it; returns {layer name: B}. Shared by FA, weight mirror and Kolen-Pollack."""
-    generator = ctx.generator(FEEDBACK_STREAM)
+    generator = ctx.generator("feedback", "init")   # one stream for every rule with B: the same seed, the same B
     created = {}
     for info in layers:
         # B is drawn by the law W was drawn by (Lillicrap et al., BioTorch, Akrout et al.'s code), unless given
@@ -33,8 +35,15 @@ def add_feedback_tensors(ctx, rule_name: str, spec, layers) -> dict:
     return created
 
 
+def weight_elements(network, layers) -> int:
+    """Elements of one W-shaped tensor per layer (a B per layer, for the size budget)."""
+    return sum(math.prod(network.get_parameter(info.weight).shape) for info in layers)
+
+
+@register_rule(FA)
 class FeedbackAlignment(RulePass):
-    name = "fa"
+    def state_elements(self, network, layers) -> int:
+        return weight_elements(network, layers)
 
     def rewrite(self, ctx, layers) -> None:
         feedback = add_feedback_tensors(ctx, self.name, self.spec, layers)

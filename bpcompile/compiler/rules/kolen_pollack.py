@@ -14,12 +14,16 @@ and the other rules' layers keep it, as under every other rule."""
 
 import torch
 
+from ...spec import KolenPollack as KolenPollackSpec
 from .base import RuleHooks, RulePass, forward_lr
-from .fa import add_feedback_tensors
+from .fa import add_feedback_tensors, weight_elements
+from .registry import register_rule
 
 
+@register_rule(KolenPollackSpec)
 class KolenPollack(RulePass):
-    name = "kolen_pollack"
+    def state_elements(self, network, layers) -> int:
+        return weight_elements(network, layers)
 
     def rewrite(self, ctx, layers) -> None:
         feedback = add_feedback_tensors(ctx, self.name, self.spec, layers)

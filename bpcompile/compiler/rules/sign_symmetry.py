@@ -20,10 +20,11 @@ import torch
 
 from ...spec import SignSymmetry as SignSymmetrySpec
 from ..program import META_LAYER, META_ROLE
+from ..streams import seeded_generator
 from ..trace import nodes_of
 from .base import RuleHooks, RulePass
-
-MAGNITUDE_STREAM = 2
+from .fa import weight_elements
+from .registry import register_rule
 
 
 def layer_scale(magnitudes: str, info) -> float:
@@ -55,16 +56,18 @@ def draw_magnitude(tensor: torch.Tensor, law: str, scale: float, generator: torc
     return tensor.uniform_(-bound, bound, generator=generator).abs_()
 
 
+@register_rule(SignSymmetrySpec)
 class SignSymmetry(RulePass):
-    name = "sign_symmetry"
-
     def __init__(self, spec):
         # rule 'feedback' with source='sign' states the parts only: it gets sign symmetry's default options
         super().__init__(spec if spec.name == "sign_symmetry" else SignSymmetrySpec())
 
+    def state_elements(self, network, layers) -> int:
+        return weight_elements(network, layers)     # frSF's M (budgeted for every variant)
+
     def rewrite(self, ctx, layers) -> None:
         params = dict(ctx.network.named_parameters())
-        generator = ctx.generator(MAGNITUDE_STREAM)
+        generator = ctx.generator("sign_symmetry", "magnitudes")
         variant = self.spec.variant
         hooks = SignHooks(variant, ctx.spec.train.seed)
         for info in layers:
@@ -120,7 +123,7 @@ class SignHooks(RuleHooks):
     def _generator(self, device: torch.device) -> torch.Generator:
         key = str(device)
         if key not in self.generators:
-            self.generators[key] = torch.Generator(device=device).manual_seed(self.seed * 1_000_003 + 17)
+            self.generators[key] = seeded_generator(self.seed, "sign_symmetry", "redraw", device)
         return self.generators[key]
 
     def before_step(self, run) -> None:

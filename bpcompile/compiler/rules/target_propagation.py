@@ -1,4 +1,6 @@
-"""Target propagation: TP, DTP, SDTP and AO-SDTP (Bartunov et al. 2018, Lee et al. 2015).
+"""The target-propagation family's shared base (Bartunov et al. 2018, Lee et al. 2015); the variants are
+small files beside it (tp.py, dtp.py, sdtp.py, ao_sdtp.py) that say how the first target is set, how
+targets propagate down and what the inverse loss reconstructs.
 
 The network is cut into blocks, one per parametric layer l:
     h_l = f_l(W_l h_{l-1} + b_l)      (f_l: the element-wise activation after the layer, then any flatten)
@@ -28,8 +30,12 @@ inverse_loss:<layer>). The 'parallel' schedule runs that graph every step; the
 'alternating' schedule takes turns between its inverse-only part and its forward-only
 part (rule.alternation: which batches each turn covers is the runtime's job,
 runtime/schedule.py). Inverse parameters are rule state with their own optimiser
-(rule.inverse_optimizer), stepped by a hook."""
+(rule.inverse_optimizer), stepped by a hook.
 
+A variant subclasses TargetPropagationStep (first_target, propagate, inverse_reference, and for a
+widened output top_activity / extra state) and registers a TargetPropagation pass naming that step."""
+
+import math
 from dataclasses import dataclass
 
 import torch
@@ -44,10 +50,8 @@ from ...nn.ops.maps import linear_map, transpose_map
 from ...optim import build_optimizer
 from ..program import META_LAYER, META_ROLE, Rewrite, Signature, Slot
 from ..trace import cleanup, tag_layers, trace_batch_size
-from .base import RuleHooks
+from .base import RuleHooks, RulePass
 
-INVERSE_STREAM = 5   # seed streams of the inverses' and the auxiliary outputs' initialisation
-AUX_STREAM = 6
 TARGET_LIMIT = 1e6   # |target| beyond this counts as divergence
 
 
@@ -125,19 +129,21 @@ def squared_norm(diff: torch.Tensor, reduction: str = "sum") -> torch.Tensor:
 
 
 class TargetPropagationStep:
-    """The traced function: one training step of a target-propagation rule."""
+    """The traced function: one training step of a target-propagation rule. Variants override the
+    methods marked 'variant' below; everything else is shared."""
+
+    inverts_top = False           # variant: does g_L exist (to carry a label target down from h_L)?
+    first_target_needs_grad = False   # variant: does first_target take dl/dh_{L-1} (h_{L-1} requires grad)?
 
     def __init__(self, rule, blocks: list[Block], flatten_input: bool, loss_name: str, network):
         self.rule, self.blocks, self.flatten_input, self.loss_name = rule, blocks, flatten_input, loss_name
         top = len(blocks) - 1
-        # SDTP and AO-SDTP need g_L to carry the label target down; TP and DTP start from a gradient step
-        last = top if rule.name in ("sdtp", "ao_sdtp") else top - 1
+        last = top if self.inverts_top else top - 1
         self.inverted = list(range(1, last + 1))              # block indices with an inverse
         self.params = [n for n, _ in network.named_parameters()]
         self.inverse_state = []
         for j in self.inverted:
             self.inverse_state += [self.inverse_weight(j), self.inverse_bias(j)]
-        self.aux = f"{blocks[top].info.name}.aux_weight" if rule.name == "ao_sdtp" else None
         self.noise = [f"noise:{blocks[j].info.name}" for j in self.inverted]
 
     def inverse_weight(self, j: int) -> str:
@@ -156,15 +162,39 @@ class TargetPropagationStep:
     def g(self, v: dict, j: int, h):
         return inverse(self.blocks[j], self.blocks[j - 1], h, v[self.inverse_weight(j)], v[self.inverse_bias(j)])
 
+    # ---- the variant's parts -----------------------------------------------------------------------
+    def first_target(self, v, hs, logits, y, loss, top_input):
+        """variant: target_{L-1}, the target of the penultimate activity hs[L-1] (hs detached)."""
+        raise NotImplementedError
+
+    def propagate(self, v, j: int, target_above, hs):
+        """variant: target_j of h_j from target_{j+1}, through block j's inverse g_j."""
+        raise NotImplementedError
+
+    def inverse_reference(self, noisy, clean):
+        """variant: what g_j(f_j(h~)) should reconstruct: h~ (noise-preserving) or h (denoising)."""
+        raise NotImplementedError
+
     def top_activity(self, v: dict, logits, h_below):
-        """h_L, and for AO-SDTP also the auxiliary features z of h_{L-1}."""
-        p = output_activity(self.loss_name, logits)
-        if self.aux is None:
-            return p, None
-        z = linear_map(self.blocks[-1].info, h_below, v[self.aux], None)
-        if self.rule.aux_activation == "tanh":
-            z = torch.tanh(z)
-        return torch.cat([p, z], dim=1), z
+        """h_L, and any extra features of h_{L-1} the output is widened with (AO-SDTP's z), else None."""
+        return output_activity(self.loss_name, logits), None
+
+    def extra_top_units(self) -> int:
+        """Units the top activity has beyond the classes (the top inverse's V is widened by as many rows)."""
+        return 0
+
+    def extra_state(self, ctx) -> dict:
+        """Fixed state tensors beside the inverses (AO-SDTP's W_aux), on the CPU."""
+        return {}
+
+    @classmethod
+    def check_blocks(cls, rule, blocks: list[Block]) -> None:
+        """variant: refuse a network this variant cannot train (a BpcompileError naming the layer)."""
+
+    @classmethod
+    def extra_state_elements(cls, rule, network) -> int:
+        """variant: elements of the extra state and the top inverse's extra rows, for the size budget."""
+        return 0
 
     # ---- the step --------------------------------------------------------------------------------
     def __call__(self, v: dict, train_forward: bool, train_inverse: bool) -> dict:
@@ -174,7 +204,7 @@ class TargetPropagationStep:
         top_input = None
         for j, block in enumerate(blocks):
             h_in = hs[-1].detach()                   # no gradient crosses a layer
-            if j == top and train_forward and self.rule.name in ("tp", "dtp"):
+            if j == top and train_forward and self.first_target_needs_grad:
                 h_in.requires_grad_(True)           # the first target is a gradient step on h_{L-1}
                 top_input = h_in
             hs.append(block_forward(block, h_in, self.weight(v, j), self.bias(v, j)))
@@ -203,27 +233,35 @@ class TargetPropagationStep:
 
     def targets(self, v, hs, logits, y, loss, top_input) -> dict:
         """{i: target of h_i} for the hidden activities i = 1 .. L-1."""
-        rule, top = self.rule, len(self.blocks) - 1
+        top = len(self.blocks) - 1
         if top == 0:
             return {}
         hs = [h.detach() for h in hs]
-        t = {}
-        if rule.name in ("tp", "dtp"):
-            # the task loss summed over the batch gives each example its own loss's gradient
-            scaled = loss * logits.shape[0] if rule.first_target_gradient == "per_example" else loss
-            (grad,) = torch.autograd.grad(scaled, top_input, retain_graph=True)
-            t[top] = hs[top] - rule.alpha * grad
-        else:
-            h_top, z = self.top_activity(v, hs[-1], hs[top])
-            label = torch.zeros_like(output_activity(self.loss_name, hs[-1])).scatter(1, y[:, None], 1.0)
-            t_top = label if z is None else torch.cat([label, z], dim=1)
-            t[top] = hs[top] - self.g(v, top, h_top) + self.g(v, top, t_top)
+        t = {top: self.first_target(v, hs, logits, y, loss, top_input)}
         for i in range(top, 1, -1):                  # t_{i-1} through the inverse of block i-1 (h_{i-1} -> h_i)
-            if rule.name == "tp":
-                t[i - 1] = self.g(v, i - 1, t[i])
-            else:
-                t[i - 1] = hs[i - 1] + self.g(v, i - 1, t[i]) - self.g(v, i - 1, hs[i])
+            t[i - 1] = self.propagate(v, i - 1, t[i], hs)
         return t
+
+    # ---- parts the variants share ----------------------------------------------------------------
+    def gradient_step_target(self, hs, logits, loss, top_input):
+        """TP's and DTP's first target: h_{L-1} - alpha dl/dh_{L-1}."""
+        rule, top = self.rule, len(self.blocks) - 1
+        # the task loss summed over the batch gives each example its own loss's gradient
+        scaled = loss * logits.shape[0] if rule.first_target_gradient == "per_example" else loss
+        (grad,) = torch.autograd.grad(scaled, top_input, retain_graph=True)
+        return hs[top] - rule.alpha * grad
+
+    def label_target(self, v, hs, y):
+        """SDTP's first target: h_{L-1} - g_L(h_L) + g_L(one-hot label, with any extra features as they are)."""
+        top = len(self.blocks) - 1
+        h_top, z = self.top_activity(v, hs[-1], hs[top])
+        label = torch.zeros_like(output_activity(self.loss_name, hs[-1])).scatter(1, y[:, None], 1.0)
+        t_top = label if z is None else torch.cat([label, z], dim=1)
+        return hs[top] - self.g(v, top, h_top) + self.g(v, top, t_top)
+
+    def difference_correction(self, v, j: int, target_above, hs):
+        """DTP's propagation: h_j + g_j(target_{j+1}) - g_j(h_{j+1})."""
+        return hs[j] + self.g(v, j, target_above) - self.g(v, j, hs[j + 1])
 
     def inverse_loss(self, v, j: int, h_below):
         """Block j's reconstruction loss through g_j, with the forward weights held fixed."""
@@ -233,7 +271,7 @@ class TargetPropagationStep:
         h = block_forward(self.blocks[j], noisy, self.weight(v, j).detach(), None if bias is None else bias.detach())
         if j == len(self.blocks) - 1:
             h, _ = self.top_activity(v, h, noisy)
-        reference = noisy if self.rule.name in ("tp", "dtp") else h_below
+        reference = self.inverse_reference(noisy, h_below)
         return squared_norm(self.g(v, j, h) - reference, self.rule.loss_reduction)
 
 
@@ -242,24 +280,20 @@ class TargetPropagationStep:
 def _init_inverses(ctx, step: TargetPropagationStep) -> dict:
     """V_l in W_l's layout (for AO-SDTP's top layer, the widened [W_L; W_aux] layout), c_l zero."""
     scheme = step.rule.inverse_init or ctx.spec.network.init
-    generator = ctx.generator(INVERSE_STREAM)
+    generator = ctx.generator("target_propagation", "inverse_init")
     params = dict(ctx.network.named_parameters())
     state = {}
     for j in step.inverted:
         info = step.blocks[j].info
         shape = list(params[info.weight].shape)
-        if step.aux is not None and j == len(step.blocks) - 1:
-            shape[0] += step.rule.aux_units
+        if j == len(step.blocks) - 1:
+            shape[0] += step.extra_top_units()
         weight = torch.empty(shape)
         # the inverse maps the layer's output back to its input: fans swap
         init_tensor(weight, scheme, info.fan_out, info.fan_in, generator)
         state[step.inverse_weight(j)] = weight
         state[step.inverse_bias(j)] = torch.zeros(info.in_shape)
-    if step.aux is not None:
-        info = step.blocks[-1].info
-        aux = torch.empty(step.rule.aux_units, info.in_shape[0])
-        state[step.aux] = init_tensor(aux, ctx.spec.network.init, info.fan_in, step.rule.aux_units,
-                                      ctx.generator(AUX_STREAM))
+    state.update(step.extra_state(ctx))
     device = params[step.blocks[0].info.weight].device
     return {name: tensor.to(device) for name, tensor in state.items()}
 
@@ -331,46 +365,54 @@ def _tag_inverses(graph, signature, step) -> None:
             node.meta[META_LAYER], node.meta[META_ROLE] = layer_of[produces[node]], "inverse_grad_weight"
 
 
-def check_target_propagation(spec, network) -> tuple[bool, list[Block]]:
-    """Refuse, with the reason, a spec this rule cannot train; returns split_blocks' result."""
-    rule = spec.rule
-    if spec.rule_overrides:
-        raise BpcompileError(
-            f"rule_overrides cannot be combined with rule {rule.name!r}: target propagation trains every layer "
-            f"from targets, so no layer can switch to a gradient rule; remove rule_overrides."
-        )
-    flatten_input, blocks = split_blocks(network, rule.name)
-    if rule.name == "ao_sdtp" and blocks[-1].info.type != "dense":
-        raise BpcompileError(
-            f"rule 'ao_sdtp' widens the output layer with auxiliary units, so the last parametric layer must be "
-            f"dense; layer {blocks[-1].info.name!r} is {blocks[-1].info.type}."
-        )
-    return flatten_input, blocks
+class TargetPropagation(RulePass):
+    """The pass of every target-propagation variant: a variant's file registers a subclass naming its step
+    class (`@register_rule(MySpec, family="target_propagation")`)."""
 
+    step_class = TargetPropagationStep
+    supports_bf16 = False                 # the traced program runs in fp32 / tf32 for now
+    supports_channels_last = False
+    kept_outputs = ("target", "local_loss", "inverse_loss")
+    loss_outputs = ("local_loss", "inverse_loss")
 
-def compile_target_propagation(ctx) -> dict:
-    """Build the rule's state and graphs into ctx; returns the Program fields it sets
-    (train graph, phases, schedule, alternation, noise shapes, loss reduction)."""
-    rule, network = ctx.spec.rule, ctx.network
-    flatten_input, blocks = check_target_propagation(ctx.spec, network)
-    step = TargetPropagationStep(rule, blocks, flatten_input, ctx.spec.loss, network)
-    ctx.state.update(_init_inverses(ctx, step))
-    graph, signature = trace_program(step, network, ctx.state, True, True)
-    phases, schedule, alternation = {}, ["train"], None
-    if rule.schedule == "alternating" and step.inverted:
-        phases = {"inverse": trace_program(step, network, ctx.state, False, True),
-                  "forward": trace_program(step, network, ctx.state, True, False)}
-        schedule, alternation = ["inverse", "forward"], rule.alternation
-    inverse_params = [ctx.state[n] for n in step.inverse_state]
-    if inverse_params:
-        ctx.hooks.append(InverseHooks(build_optimizer(rule.inverse_optimizer, inverse_params)))
-    noise_shapes = {f"noise:{blocks[j].info.name}": tuple(blocks[j].info.in_shape) for j in step.inverted}
-    for j in step.inverted:
-        info = blocks[j].info
-        ctx.rewrites.append(Rewrite(rule.name, info.name, step.inverse_weight(j).replace(".", "_"),
-                                    f"learned inverse g = f(V^T h + c) through the transposed {info.type} map"))
-    return dict(graph=graph, signature=signature, phases=phases, schedule=schedule, alternation=alternation,
-                noise_shapes=noise_shapes, loss_reduction=rule.loss_reduction)
+    def check(self, spec, network, layers) -> tuple[bool, list[Block]]:
+        """Refuse, with the reason, a spec this rule cannot train; returns split_blocks' result."""
+        if spec.rule_overrides:
+            raise BpcompileError(
+                f"rule_overrides cannot be combined with rule {self.name!r}: target propagation trains every layer "
+                f"from targets, so no layer can switch to a gradient rule; remove rule_overrides."
+            )
+        flatten_input, blocks = split_blocks(network, self.name)
+        self.step_class.check_blocks(self.spec, blocks)
+        return flatten_input, blocks
+
+    def state_elements(self, network, layers) -> int:
+        weights = sum(math.prod(network.get_parameter(info.weight).shape) for info in layers)
+        return weights + self.step_class.extra_state_elements(self.spec, network)   # an inverse V_l per layer
+
+    def build(self, ctx) -> dict:
+        """Build the rule's state and graphs into ctx; returns the Program fields it sets
+        (train graph, phases, schedule, alternation, noise shapes, loss reduction)."""
+        rule, network = self.spec, ctx.network
+        flatten_input, blocks = self.check(ctx.spec, network, network.layer_table)
+        step = self.step_class(rule, blocks, flatten_input, ctx.spec.loss, network)
+        ctx.state.update(_init_inverses(ctx, step))
+        graph, signature = trace_program(step, network, ctx.state, True, True)
+        phases, schedule, alternation = {}, ["train"], None
+        if rule.schedule == "alternating" and step.inverted:
+            phases = {"inverse": trace_program(step, network, ctx.state, False, True),
+                      "forward": trace_program(step, network, ctx.state, True, False)}
+            schedule, alternation = ["inverse", "forward"], rule.alternation
+        inverse_params = [ctx.state[n] for n in step.inverse_state]
+        if inverse_params:
+            ctx.hooks.append(InverseHooks(build_optimizer(rule.inverse_optimizer, inverse_params)))
+        noise_shapes = {f"noise:{blocks[j].info.name}": tuple(blocks[j].info.in_shape) for j in step.inverted}
+        for j in step.inverted:
+            info = blocks[j].info
+            ctx.rewrites.append(Rewrite(self.name, info.name, step.inverse_weight(j).replace(".", "_"),
+                                        f"learned inverse g = f(V^T h + c) through the transposed {info.type} map"))
+        return dict(graph=graph, signature=signature, phases=phases, schedule=schedule, alternation=alternation,
+                    noise_shapes=noise_shapes, loss_reduction=rule.loss_reduction)
 
 
 class InverseHooks(RuleHooks):

@@ -34,12 +34,12 @@ from torch.nn.grad import conv2d_weight
 
 from ...nn.ops.maps import linear_map, outer
 from ...optim import build_optimizer
-from ..lower import lower
+from ...spec import WeightMirror as WeightMirrorSpec
 from ..program import META_LAYER, META_ROLE, Signature, Slot
+from ..streams import seeded_generator
 from .base import RuleHooks, RulePass, ScheduledOptimizer, schedule_factor
-from .fa import add_feedback_tensors
-
-MIRROR_STREAM = 3
+from .fa import add_feedback_tensors, weight_elements
+from .registry import register_rule
 
 
 def noise_shape(info, settings) -> tuple:
@@ -132,12 +132,13 @@ def trace_mirror_graph(layers, params, settings, device, activations=None):
                 if any(getattr(a, "name", None) in (info.weight.replace(".", "_"), f"noise_{info.name}") for a in node.args):
                     node.meta[META_LAYER], node.meta[META_ROLE] = info.name, "mirror"
     graph.recompile()
-    lower(graph, device)
-    return graph, signature
+    return graph, signature     # lowered with the program's other graphs (compiler/pipeline.py)
 
 
+@register_rule(WeightMirrorSpec)
 class WeightMirror(RulePass):
-    name = "weight_mirror"
+    def state_elements(self, network, layers) -> int:
+        return weight_elements(network, layers)
 
     def rewrite(self, ctx, layers) -> None:
         feedback = add_feedback_tensors(ctx, self.name, self.spec, layers)
@@ -166,7 +167,7 @@ class MirrorHooks(RuleHooks):
         self.noise_at = {slot.name.removeprefix("noise:"): i for i, slot in enumerate(signature.inputs)
                          if slot.kind == "input"}
         self.feedback = [feedback[info.name] for info in layers]
-        self.generator = torch.Generator(device=device).manual_seed(seed * 1_000_003 + MIRROR_STREAM)
+        self.generator = seeded_generator(seed, "weight_mirror", "noise", device)
         self.device = device
         self.optimizer = optimizer
         self.follow_schedule = follow_schedule

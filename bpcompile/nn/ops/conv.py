@@ -119,4 +119,9 @@ def _backward_transpose(ctx, grad_out):
 
 conv2d_grad_input.register_autograd(_backward_transpose, setup_context=_setup_transpose)
 
-FAMILY = register_family("conv2d", "conv2d", conv2d_reference, conv2d_grad_input_reference, conv2d_grad_weight_reference)
+FAMILY = register_family(
+    "conv2d", "conv2d", conv2d_reference, conv2d_grad_input_reference, conv2d_grad_weight_reference,
+    forward_args=lambda info: (info.geometry["stride"], info.geometry["padding"]),
+    grad_input_args=lambda info: (info.in_shape[1], info.in_shape[2], info.geometry["stride"], info.geometry["padding"]),
+    grad_weight_args=lambda info: (info.geometry["kernel"], info.geometry["stride"], info.geometry["padding"]),
+)

@@ -164,4 +164,14 @@ def _backward_transpose(ctx, grad_out):
 
 locally_connected_grad_input.register_autograd(_backward_transpose, setup_context=_setup_transpose)
 
-FAMILY = register_family("locally_connected", "locally_connected", lc_forward_reference, lc_grad_input_reference, lc_grad_weight_reference)
+def _window(info) -> tuple:
+    g = info.geometry
+    return g["kernel"], g["stride"], g["padding"]
+
+
+FAMILY = register_family(
+    "locally_connected", "locally_connected", lc_forward_reference, lc_grad_input_reference, lc_grad_weight_reference,
+    forward_args=_window,
+    grad_input_args=lambda info: (info.in_shape[1], info.in_shape[2], *_window(info)),
+    grad_weight_args=_window,
+)

@@ -2,39 +2,38 @@
 
 Rules that run a layer's map outside the traced network (weight mirror's noise
 drive, target propagation's inverses) call these, so their graphs hold the same
-op nodes as the training graph and get the same lowering (Triton on CUDA)."""
+op nodes as the training graph and get the same lowering (Triton on CUDA). The
+layer's op family (registry.py) supplies the ops and their arguments; a layer
+type without a family is an error, never another family's map."""
 
-import torch
+from ...errors import BpcompileError
+from .registry import FAMILIES, OpFamily
+
+
+def family_of(info) -> OpFamily:
+    family = FAMILIES.get(info.type)
+    if family is None:
+        raise BpcompileError(
+            f"layer {info.name!r} has type {info.type!r}, which has no op family (known: {', '.join(FAMILIES)}); "
+            f"a new layer kind registers one with nn.ops.registry.register_family."
+        )
+    return family
 
 
 def linear_map(info, x, weight, bias=None):
     """y = W x (+ b) through the layer's forward op; info is the layer's LayerInfo."""
-    g = info.geometry
-    if info.type == "dense":
-        return torch.ops.bpcompile.dense(x, weight, bias)
-    if info.type == "locally_connected":
-        return torch.ops.bpcompile.locally_connected(x, weight, bias, g["kernel"], g["stride"], g["padding"])
-    return torch.ops.bpcompile.conv2d(x, weight, bias, g["stride"], g["padding"])
+    family = family_of(info)
+    return family.forward(x, weight, bias, *family.forward_args(info))
 
 
 def transpose_map(info, h, weight):
     """V^T h for a V in W's layout: the layer's input-gradient op, a map from the layer's output
     space back to its input space with the connectivity of W^T (the transpose of an LC map)."""
-    g = info.geometry
-    if info.type == "dense":
-        return torch.ops.bpcompile.dense_grad_input(h, weight)
-    height, width = info.in_shape[1], info.in_shape[2]
-    if info.type == "locally_connected":
-        return torch.ops.bpcompile.locally_connected_grad_input(
-            h, weight, height, width, g["kernel"], g["stride"], g["padding"])
-    return torch.ops.bpcompile.conv2d_grad_input(h, weight, height, width, g["stride"], g["padding"])
+    family = family_of(info)
+    return family.grad_input(h, weight, *family.grad_input_args(info))
 
 
 def outer(info, y, x):
     """Sum over the batch of y x^T in W's layout: the layer's weight-gradient op on (y, x)."""
-    g = info.geometry
-    if info.type == "dense":
-        return torch.ops.bpcompile.dense_grad_weight(y, x)
-    if info.type == "locally_connected":
-        return torch.ops.bpcompile.locally_connected_grad_weight(y, x, g["kernel"], g["stride"], g["padding"])
-    return torch.ops.bpcompile.conv2d_grad_weight(y, x, g["kernel"], g["stride"], g["padding"])
+    family = family_of(info)
+    return family.grad_weight(y, x, *family.grad_weight_args(info))

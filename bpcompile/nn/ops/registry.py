@@ -26,6 +26,10 @@ class OpFamily:
     grad_input: object
     grad_weight: object
     implementations: dict = field(default_factory=dict)  # op -> {impl name: callable}
+    # the ops' non-tensor arguments from a layer's LayerInfo, so rules can call the layer's maps (nn/ops/maps.py)
+    forward_args: Callable = lambda info: ()
+    grad_input_args: Callable = lambda info: ()
+    grad_weight_args: Callable = lambda info: ()
 
 
 FAMILIES: dict[str, OpFamily] = {}
@@ -38,15 +42,17 @@ def register_op(op, **impls: Callable) -> None:
     OTHER_IMPLEMENTATIONS.setdefault(op, {}).update(impls)
 
 
-def register_family(kind: str, op_name: str, forward: Callable, grad_input: Callable, grad_weight: Callable) -> OpFamily:
+def register_family(kind: str, op_name: str, forward: Callable, grad_input: Callable, grad_weight: Callable,
+                    **args: Callable) -> OpFamily:
     """Register the ops `bpcompile::<op_name>`, `<op_name>_grad_input`, `<op_name>_grad_weight` (already defined
-    with torch.library) as the family of layer type `kind`, each with its 'reference' implementation."""
+    with torch.library) as the family of layer type `kind`, each with its 'reference' implementation. `args`:
+    forward_args / grad_input_args / grad_weight_args, each info -> the op's arguments after its tensors."""
     import torch
 
     ops = [getattr(torch.ops.bpcompile, f"{op_name}{suffix}").default for suffix in ("", "_grad_input", "_grad_weight")]
     family = OpFamily(kind=kind, forward=ops[0], grad_input=ops[1], grad_weight=ops[2], implementations={
         op: {"reference": fn} for op, fn in zip(ops, (forward, grad_input, grad_weight))
-    })
+    }, **args)
     FAMILIES[kind] = family
     return family
 
