@@ -25,8 +25,13 @@ class TrainResult:
 
 def load(spec_or_path, overrides: Optional[dict] = None):
     """An ExperimentSpec from a path, a dict (as in a JSON file) or an ExperimentSpec, with `overrides`
-    ({"train.epochs": 3, "rule": {"name": "fa"}}) applied and checked as `--set` would."""
+    ({"train.epochs": 3, "rule": {"name": "fa"}}) applied and checked as `--set` would. Installed rule plug-ins
+    (entry points) are loaded first; a plug-in file is loaded with bpcompile.rules.load_plugins([path]) (or import
+    it) before."""
+    from .plugins import load_entry_point_plugins
     from .spec import ExperimentSpec, apply_overrides, load_spec, spec_from_dict, spec_to_json
+
+    load_entry_point_plugins()
 
     assignments = [f"{field}={json.dumps(value)}" for field, value in (overrides or {}).items()]
     if isinstance(spec_or_path, ExperimentSpec):

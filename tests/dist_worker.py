@@ -1,7 +1,8 @@
 """Run by tests/test_distributed.py under torchrun: train a spec through run_experiment with the process group,
 then gather every rank's parameters, buffers and rule state, and (rank 0) save them for the test.
 
-    python -m torch.distributed.run --standalone --nproc_per_node 2 tests/dist_worker.py SPEC OUT [--resume]"""
+    python -m torch.distributed.run --standalone --nproc_per_node 2 tests/dist_worker.py SPEC OUT [--resume]
+        [--plugin FILE.py]"""
 
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ import torch
 import torch.distributed as dist
 from rich.console import Console
 
+from bpcompile.plugins import load_plugins
 from bpcompile.runtime.distributed import Distributed
 from bpcompile.runtime.trainer import resume_experiment, run_experiment
 from bpcompile.spec import load_spec
@@ -49,4 +51,5 @@ def main(spec_path: str, out: str, resume: bool) -> None:
 
 
 if __name__ == "__main__":
+    load_plugins([sys.argv[i + 1] for i, arg in enumerate(sys.argv) if arg == "--plugin"])
     main(sys.argv[1], sys.argv[2], "--resume" in sys.argv)

@@ -20,6 +20,19 @@ def bpc(*args, cwd=None, env=None):
                           cwd=cwd or ROOT, env=full_env, timeout=300)
 
 
+def bpc_here(*args):
+    """`bpcompile ARGS` in this process: (returncode, stderr) like bpc's result, for commands that must succeed."""
+    from types import SimpleNamespace
+
+    from bpcompile.cli import main
+
+    try:
+        main(list(map(str, args)))
+    except SystemExit as exit:
+        return SimpleNamespace(returncode=exit.code or 0, stderr=f"exit {exit.code}")
+    return SimpleNamespace(returncode=0, stderr="")
+
+
 def synthetic_raw(name="syn", rule="fa", epochs=2, optimizer=None) -> dict:
     """A tiny synthetic run: 256 examples in batches of 32 (8 steps an epoch), an LC layer and two dense."""
     return {
@@ -125,21 +138,37 @@ def test_run_writes_the_run_directory_and_protects_it(tmp_path):
     assert bpc("run", path, "--out", out, "--overwrite").returncode == 0
 
 
-@pytest.mark.parametrize("rule", [
-    "fa",
-    {"name": "weight_mirror", "mirror": {"batch_size": 16, "pre_batches": 3}},   # noise generator in the checkpoint
-    {"name": "sign_symmetry", "variant": "brsf"},                                # magnitude generator too
-    {"name": "kolen_pollack", "weight_decay": 0.01},
+# every registered rule resumes exactly (tests/test_rule_conformance.py checks this table covers them)
+RESUME_RULES = {
+    "fa": "fa",
+    "weight_mirror": {"name": "weight_mirror", "mirror": {"batch_size": 16, "pre_batches": 3}},   # noise generator
+    "brsf": {"name": "sign_symmetry", "variant": "brsf"},                                # magnitude generator too
+    "kolen_pollack": {"name": "kolen_pollack", "weight_decay": 0.01},
     # split after epoch 1: between the inverse epoch and the forward epoch (noise generator, inverse optimiser)
-    {"name": "sdtp", "schedule": "alternating", "noise_sigma": 0.1},
-    {"name": "dtp", "schedule": "parallel", "noise_sigma": 0.1, "alpha": 0.1},
-], ids=["fa", "weight_mirror", "brsf", "kolen_pollack", "sdtp_alternating", "dtp_parallel"])
+    "sdtp_alternating": {"name": "sdtp", "schedule": "alternating", "noise_sigma": 0.1},
+    "dtp_parallel": {"name": "dtp", "schedule": "parallel", "noise_sigma": 0.1, "alpha": 0.1},
+    "bp": "bp",
+    "dfa": "dfa",
+    "direct_kolen_pollack": {"name": "feedback", "source": "learned", "learning": "kolen_pollack",
+                             "topology": "direct"},                               # the feedback optimiser's state
+    "tp": {"name": "tp", "schedule": "parallel", "noise_sigma": 0.1, "alpha": 0.1},
+    "ao_sdtp": {"name": "ao_sdtp", "schedule": "parallel", "noise_sigma": 0.1, "aux_units": 8},
+    "fa_redrawn": {"name": "fa_redrawn", "every": 3},                        # a plug-in: redraws at steps 3, 6, ...
+}
+PLUGIN_OF = {"fa_redrawn": ROOT / "examples" / "rules" / "fa_redrawn.py"}
+
+
+@pytest.mark.parametrize("rule", list(RESUME_RULES.values()), ids=list(RESUME_RULES))
 def test_resume_continues_exactly_as_an_uninterrupted_run(tmp_path, rule):
     path = synthetic_spec(tmp_path, rule=rule, epochs=3)
+    name = rule if isinstance(rule, str) else rule["name"]
+    plugin = ["--plugin", PLUGIN_OF[name]] if name in PLUGIN_OF else []
     straight, split = tmp_path / "straight", tmp_path / "split"
-    assert bpc("run", path, "--out", straight).returncode == 0
-    assert bpc("run", path, "--out", split, "--set", "train.epochs=1").returncode == 0
-    result = bpc("run", path, "--resume", split)            # the spec asks for 3 epochs: 2 more
+    # the CLI in this process (a subprocess per command costs seconds of imports; the first case keeps one)
+    command = bpc if rule == "fa" else bpc_here
+    assert command("run", path, *plugin, "--out", straight, "--no-progress").returncode == 0
+    assert command("run", path, *plugin, "--out", split, "--set", "train.epochs=1", "--no-progress").returncode == 0
+    result = command("run", path, *plugin, "--resume", split, "--no-progress")   # the spec asks for 3 epochs: 2 more
     assert result.returncode == 0, result.stderr
     a = torch.load(straight / "checkpoint.pt", weights_only=False)
     b = torch.load(split / "checkpoint.pt", weights_only=False)
@@ -152,8 +181,9 @@ def test_resume_continues_exactly_as_an_uninterrupted_run(tmp_path, rule):
     rows_b = [json.loads(x) for x in (split / "metrics.jsonl").read_text().splitlines()]
     assert [(r["epoch"], r.get("train_loss"), r.get("test_error"), r["layers"]) for r in rows_a] == \
            [(r["epoch"], r.get("train_loss"), r.get("test_error"), r["layers"]) for r in rows_b]
-    changed = bpc("run", path, "--resume", split, "--set", "optimizer.lr=0.5")
-    assert_user_error(changed, "optimizer.lr", "only train.epochs")
+    if rule == "fa":
+        changed = bpc("run", path, "--resume", split, "--set", "optimizer.lr=0.5")
+        assert_user_error(changed, "optimizer.lr", "only train.epochs")
 
 
 def test_exploding_targets_stop_the_run_naming_the_layer(tmp_path):

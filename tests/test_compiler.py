@@ -129,3 +129,66 @@ def test_same_seed_gives_same_forward_weights_under_bp_and_fa():
     b = dict(compile_experiment(fa).network.named_parameters())
     for name in a:
         assert torch.equal(a[name], b[name])
+
+
+# ---- the pipeline's checks between stages ------------------------------------------------------------
+
+def _traced(kind="lc"):
+    from bpcompile.compiler.trace import trace_training_graph
+    from bpcompile.nn import build_network
+
+    spec, *_ = make_spec(7, kind, FA())
+    network = build_network(spec.network, tuple(spec.data.input_shape), spec.data.num_classes, 0)
+    return trace_training_graph(network, spec.loss, False)
+
+
+def test_graph_checks_catch_what_a_broken_stage_leaves():
+    import copy
+
+    from bpcompile.compiler.graph_checks import CompilerInvariantError, check_lowered, check_signature, check_tagged
+    from bpcompile.compiler.lower import lower
+    from bpcompile.compiler.program import META_LAYER
+
+    graph, signature = _traced()
+    check_signature(graph, signature, "train", "trace")
+    check_tagged(graph, "train", "trace")
+    with pytest.raises(CompilerInvariantError, match="after lowering, graph 'train': node .* still calls the custom op"):
+        check_lowered(graph, "train")
+    lowered = copy.deepcopy(graph)
+    lower(lowered, torch.device("cpu"))
+    check_lowered(lowered, "train")
+    extra = copy.deepcopy(graph)
+    first = next(n for n in extra.graph.nodes if n.op == "placeholder")
+    with extra.graph.inserting_before(first):
+        extra.graph.placeholder("stray")
+    with pytest.raises(CompilerInvariantError, match="placeholders but"):
+        check_signature(extra, signature, "train", "the rule passes")
+    untagged = copy.deepcopy(graph)
+    node = next(n for n in untagged.graph.nodes if "grad_input" in str(n.target))
+    del node.meta[META_LAYER]
+    with pytest.raises(CompilerInvariantError, match="has no layer tag"):
+        check_tagged(untagged, "train", "the rule passes")
+
+
+def test_a_missing_triton_on_cuda_is_loud_never_silent(monkeypatch):
+    import importlib
+
+    lowering = importlib.import_module("bpcompile.compiler.lower")    # the package exports the function `lower`
+    monkeypatch.setattr(lowering, "load_triton_implementations", lambda: False)
+    monkeypatch.setattr(lowering, "_WARNED", [])
+    graph, _ = _traced()
+    with pytest.warns(RuntimeWarning, match="triton cannot be imported"):
+        lowering.lower(graph, torch.device("cuda"))      # lowering only picks functions: no GPU needed
+    monkeypatch.setenv("BPCOMPILE_IMPL", "triton")
+    with pytest.raises(BpcompileError, match="BPCOMPILE_IMPL=triton"):
+        lowering.lower(_traced()[0], torch.device("cuda"))
+
+
+def test_a_layer_type_without_an_op_family_is_an_error():
+    from types import SimpleNamespace
+
+    from bpcompile.nn.ops.maps import linear_map
+
+    info = SimpleNamespace(name="odd", type="hexagonal", geometry={})
+    with pytest.raises(BpcompileError, match="layer 'odd' has type 'hexagonal', which has no op family"):
+        linear_map(info, torch.zeros(1, 2), torch.zeros(2, 2))

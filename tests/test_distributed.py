@@ -30,7 +30,17 @@ RULES = {
     # turns over blocks of 3 batches: the last block holds the short last batch
     "sdtp_alternating_blocks": {"name": "sdtp", "schedule": "alternating",
                                 "alternation": {"block_batches": 3, "inverse_passes": 2}},
+    # a plug-in (examples/rules/): loaded by every process; its hook's redraws stay in step across ranks
+    "fa_redrawn": {"name": "fa_redrawn", "every": 4},
+    "dfa": {"name": "dfa"},
+    "brsf": {"name": "sign_symmetry", "variant": "brsf"},           # magnitudes redrawn alike on every rank
+    "direct_kolen_pollack": {"name": "feedback", "source": "learned", "learning": "kolen_pollack",
+                             "topology": "direct"},
+    "tp": {"name": "tp", "schedule": "parallel"},
+    "ao_sdtp": {"name": "ao_sdtp", "schedule": "parallel", "aux_units": 5},
 }
+# every registered rule takes the single-process steps (tests/test_rule_conformance.py checks the coverage)
+PLUGINS = {"fa_redrawn": ROOT / "examples" / "rules" / "fa_redrawn.py"}
 
 
 def write_spec(tmp_path, rule, epochs=2, optimizer=None):
@@ -56,13 +66,14 @@ def write_spec(tmp_path, rule, epochs=2, optimizer=None):
     return path
 
 
-def launch(nproc, spec, out, resume=False):
+def launch(nproc, spec, out, resume=False, plugin=None):
     if nproc == 1:
         cmd = [sys.executable, str(WORKER), str(spec), str(out)]
     else:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
                str(WORKER), str(spec), str(out)]
-    result = subprocess.run(cmd + (["--resume"] if resume else []), capture_output=True, text=True, env=ENV,
+    extra = (["--resume"] if resume else []) + (["--plugin", str(plugin)] if plugin else [])
+    result = subprocess.run(cmd + extra, capture_output=True, text=True, env=ENV,
                             cwd=ROOT, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return torch.load(Path(out) / "ranks.pt", weights_only=False)
@@ -87,8 +98,8 @@ def assert_same_training(single, ranks):
 @pytest.mark.parametrize("rule", list(RULES))
 def test_two_processes_take_the_single_process_steps(tmp_path, rule):
     spec = write_spec(tmp_path, RULES[rule])
-    single = launch(1, spec, tmp_path / "one")
-    ranks = launch(2, spec, tmp_path / "two")
+    single = launch(1, spec, tmp_path / "one", plugin=PLUGINS.get(rule))
+    ranks = launch(2, spec, tmp_path / "two", plugin=PLUGINS.get(rule))
     assert_same_training(single, ranks)
     assert any(k.startswith("state:") for k in single[0]) == (rule != "bp")
     one, two = metrics(tmp_path / "one"), metrics(tmp_path / "two")

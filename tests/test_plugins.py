@@ -1,5 +1,6 @@
 """Rules of your own: the example plug-in (examples/rules/fa_redrawn.py) run from outside the repository,
-its behaviour against FA and its own equations, resume, and the errors of bad plug-ins and bad specs."""
+its behaviour against FA and its own equations, and the errors of bad plug-ins and bad specs. (Its resume
+and torchrun runs are in the registry-wide tables of test_cli.py and test_distributed.py.)"""
 
 import json
 from pathlib import Path
@@ -16,7 +17,7 @@ from bpcompile.spec import FA, SGD, ExperimentSpec
 from bpcompile.spec.rule_registry import register_rule_spec, unregister_rule_spec
 from plain_nets import feedback_grads, rel_error
 from random_nets import batch, make_spec
-from test_cli import assert_user_error, bpc, synthetic_raw
+from test_cli import assert_user_error, bpc
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "rules"
 PLUGIN, SPEC = EXAMPLE / "fa_redrawn.py", EXAMPLE / "fa_redrawn.json"
@@ -72,22 +73,6 @@ def test_feedback_is_fas_until_the_redraw_and_every_step_is_fa_with_the_current_
         assert float(b.abs().max()) <= bound and float(b.abs().max()) > 0.5 * bound
 
 
-def test_resume_continues_the_plug_in_exactly(tmp_path):
-    raw = synthetic_raw(rule={"name": "fa_redrawn", "every": 3}, epochs=2)
-    path = tmp_path / "spec.json"
-    path.write_text(json.dumps(raw))
-    straight, split = tmp_path / "straight", tmp_path / "split"
-    assert bpc("run", path, "--plugin", PLUGIN, "--out", straight).returncode == 0
-    assert bpc("run", path, "--plugin", PLUGIN, "--out", split, "--set", "train.epochs=1").returncode == 0
-    result = bpc("run", path, "--plugin", PLUGIN, "--resume", split)   # 8 steps an epoch: redraws at 3, 6 | 9, 12, 15
-    assert result.returncode == 0, result.stderr
-    a = torch.load(straight / "checkpoint.pt", weights_only=False)
-    b = torch.load(split / "checkpoint.pt", weights_only=False)
-    for key in ("network", "rule_state"):
-        for name, tensor in a[key].items():
-            assert torch.equal(tensor, b[key][name]), name
-
-
 @pytest.mark.parametrize("text,needles", [
     ("def broken(:\n", ["bad_plugin.py failed to load (line 1)", "SyntaxError"]),
     ("x = 1\nraise RuntimeError('no GPU here')\n", ["bad_plugin.py failed to load (line 2)", "no GPU here"]),
@@ -102,7 +87,10 @@ def test_a_bad_plug_in_is_one_paragraph_naming_the_file(tmp_path, text, needles)
     plugin = tmp_path / "bad_plugin.py"
     plugin.write_text(text)
     assert_user_error(bpc("validate", SPEC, "--plugin", plugin, cwd=tmp_path), *needles)
-    assert_user_error(bpc("run", SPEC, "--plugin", tmp_path / "missing.py", cwd=tmp_path), "missing.py: no such file")
+
+
+def test_a_missing_plug_in_file_is_named():
+    assert_user_error(bpc("run", SPEC, "--plugin", "missing.py"), "--plugin missing.py: no such file")
 
 
 def test_registering_rebuilds_the_spec_models_and_refuses_duplicates():
@@ -126,3 +114,20 @@ def test_registering_rebuilds_the_spec_models_and_refuses_duplicates():
         unregister_rule_spec("conformance_probe")
     with pytest.raises(Exception, match="conformance_probe"):
         ExperimentSpec.model_validate(raw)
+
+
+def test_installed_plug_ins_load_from_the_entry_point_group(monkeypatch):
+    from importlib.metadata import EntryPoint
+
+    import bpcompile.plugins as plugins
+
+    group = plugins.ENTRY_POINT_GROUP
+    good = EntryPoint(name="built_in_fa", value="bpcompile.compiler.rules.fa", group=group)
+    monkeypatch.setattr(plugins, "_ENTRY_POINTS_LOADED", False)
+    monkeypatch.setattr(plugins, "entry_points", lambda group: [good] if group == plugins.ENTRY_POINT_GROUP else [])
+    assert plugins.load_entry_point_plugins() == ["built_in_fa"]
+    bad = EntryPoint(name="lost", value="no_such_rule_package.rule", group=group)
+    monkeypatch.setattr(plugins, "_ENTRY_POINTS_LOADED", False)
+    monkeypatch.setattr(plugins, "entry_points", lambda group: [bad])
+    with pytest.raises(BpcompileError, match="installed plug-in 'lost' .* failed to load: ModuleNotFoundError"):
+        plugins.load_entry_point_plugins()

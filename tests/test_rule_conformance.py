@@ -1,5 +1,7 @@
 """One suite over every registered rule (the built-ins and the plug-ins of examples/rules/): a compiled
-step against the rule's plain reference on random dense, locally connected and conv nets.
+step against the rule's plain reference on random dense, locally connected and conv nets; and every
+registered rule in the resume table (test_cli.py: resume equals an uninterrupted run) and the torchrun
+table (test_distributed.py: two processes equal one).
 
 A new rule joins this suite by registering itself; it must bring its plain reference here (REFERENCES),
 or the first test fails naming it. The references are independent of the compiler: plain_nets.py's
@@ -79,3 +81,14 @@ def test_one_step_equals_the_plain_reference(name, kind, seed):
     expected = GRADIENT_REFERENCES[name](program, plain, x, y, spec.loss)
     for param, grad in expected.items():
         assert rel_error(got[param], grad) < 1e-6, (name, kind, param)
+
+
+def test_every_registered_rule_is_resumed_and_run_under_torchrun():
+    from test_cli import RESUME_RULES
+    from test_distributed import RULES
+
+    def names(table):
+        return {rule if isinstance(rule, str) else rule["name"] for rule in table.values()}
+
+    assert set(NAMES) <= names(RESUME_RULES), sorted(set(NAMES) - names(RESUME_RULES))
+    assert set(NAMES) <= names(RULES), sorted(set(NAMES) - names(RULES))

@@ -129,8 +129,9 @@ def check_step(spec, plain, shape, classes, seed, phases=("train",)):
     return run
 
 
+# more random nets per variant beside the conformance suite's dense, LC and conv one (test_rule_conformance.py)
 @pytest.mark.parametrize("rule", ["tp", "dtp", "sdtp", "ao_sdtp"])
-@pytest.mark.parametrize("kind,seed", [("dense", 1), ("dense", 2), ("lc", 3), ("lc", 4), ("conv", 5)])
+@pytest.mark.parametrize("kind,seed", [("dense", 2), ("lc", 4)])
 def test_one_parallel_step_equals_the_plain_algorithm_on_random_nets(rule, kind, seed):
     spec, plain, shape, classes = make_spec(seed, kind, rule_of(rule))
     spec = spec.model_copy(update={"optimizer": SGD(lr=LR, momentum=0.0)})

@@ -14,11 +14,12 @@ from ..errors import BpcompileError
 from ..spec import layers as L
 from . import layers as M
 from .init import init_tensor
+from .ops import FAMILIES
+from .ops.shapes import MAX_TENSOR_ELEMENTS, check_size, resolve_padding, window  # noqa: F401  (re-exported)
 
-MAX_TENSOR_ELEMENTS = 2**32   # one weight or one example's activation (16 GiB in fp32); the whole run: nn/budget.py
-
-PREFIX = {"dense": "fc", "locally_connected": "lc", "conv2d": "conv", "activation": "act", "batch_norm": "bn",
-          "flatten": "flatten", "pool": "pool", "global_avg_pool": "gap", "residual_block": "block", "resnet": "resnet"}
+# default name prefixes of the non-parametric layers (a parametric kind's family has its own)
+PREFIX = {"activation": "act", "batch_norm": "bn", "flatten": "flatten", "pool": "pool", "global_avg_pool": "gap",
+          "residual_block": "block", "resnet": "resnet"}
 
 
 @dataclass
@@ -52,14 +53,6 @@ class Network(nn.Sequential):
         return next(info for info in self.layer_table if info.name == name)
 
 
-def resolve_padding(padding, kernel: int) -> int:
-    if padding == "same":
-        return kernel // 2
-    if padding == "valid":
-        return 0
-    return padding
-
-
 class _Builder:
     def __init__(self):
         self.table: list[LayerInfo] = []
@@ -70,7 +63,7 @@ class _Builder:
         if explicit:
             self.used.add(explicit)
             return explicit
-        prefix = PREFIX[spec.type]
+        prefix = FAMILIES[spec.type].prefix if spec.type in FAMILIES else PREFIX[spec.type]
         while True:
             self.counters[prefix] = self.counters.get(prefix, 0) + 1
             candidate = f"{prefix}{self.counters[prefix]}"
@@ -82,42 +75,14 @@ class _Builder:
     def add(self, spec, shape: tuple, name: str, where: str):
         kind = spec.type
         what = f"layer '{name}' ({where}, {kind})"
-        if kind == "dense":
-            if len(shape) != 1:
-                raise BpcompileError(f"{what} needs a flat input but gets shape {shape}: add {{\"type\": \"flatten\"}} before it.")
-            _check_size(what, "weights", shape[0] * spec.units, f"{spec.units} units x {shape[0]} inputs")
-            module = M.Dense(shape[0], spec.units, spec.bias)
-            self._record(name, kind, where, shape, (spec.units,), shape[0], spec.units, module)
-            return module, (spec.units,)
-        if kind in ("locally_connected", "conv2d", "pool"):
-            if len(shape) != 3:
-                raise BpcompileError(f"{what} needs a (channels, height, width) input but gets shape {shape}.")
-            channels, height, width = shape
-            kernel = spec.kernel
-            stride = spec.stride or kernel  # pool: stride defaults to the kernel
-            padding = resolve_padding(spec.padding, kernel)
-            h_out = (height + 2 * padding - kernel) // stride + 1
-            w_out = (width + 2 * padding - kernel) // stride + 1
-            if h_out < 1 or w_out < 1:
-                raise BpcompileError(
-                    f"{what} does not fit its input: kernel {kernel} with padding {padding} is larger than the "
-                    f"{height}x{width} input (shape {shape})."
-                )
-            if kind == "pool":
-                return M.Pool(spec.kind, kernel, stride, padding), (channels, h_out, w_out)
-            out_shape = (spec.channels, h_out, w_out)
-            _check_size(what, "outputs per example", spec.channels * h_out * w_out, f"output shape {out_shape}")
-            weights = spec.channels * channels * kernel * kernel * (h_out * w_out if kind == "locally_connected" else 1)
-            _check_size(what, "weights", weights, f"kernel {kernel}, {channels} -> {spec.channels} channels"
-                        + (f", {h_out}x{w_out} positions" if kind == "locally_connected" else ""))
-            geometry = {"kernel": kernel, "stride": stride, "padding": padding}
-            if kind == "locally_connected":
-                module = M.LocallyConnected2d(channels, (h_out, w_out), spec.channels, kernel, stride, padding, spec.bias)
-            else:
-                module = M.Conv2d(channels, spec.channels, kernel, stride, padding, spec.bias)
-            self._record(name, kind, where, shape, out_shape, channels * kernel * kernel,
-                         spec.channels * kernel * kernel, module, geometry)
-            return module, out_shape
+        if kind in FAMILIES:       # a parametric layer kind: its family plans it (nn/ops/<kind>.py)
+            plan = FAMILIES[kind].plan(spec, shape, what)
+            self._record(name, kind, where, shape, plan.out_shape, plan.fan_in, plan.fan_out, plan.module,
+                         plan.geometry)
+            return plan.module, plan.out_shape
+        if kind == "pool":
+            kernel, stride, padding, h_out, w_out = window(spec, shape, what)
+            return M.Pool(spec.kind, kernel, stride, padding), (shape[0], h_out, w_out)
         if kind == "activation":
             return M.Activation(spec.fn), shape
         if kind == "flatten":
@@ -168,14 +133,6 @@ class _Builder:
         return M.Residual(main, shortcut), cur
 
 
-def _check_size(what: str, quantity: str, count: int, how: str) -> None:
-    """Refuse a tensor too large to allocate anywhere before torch is asked to (its size arithmetic overflows
-    near 2^63 elements; long before that the allocation fails with a traceback)."""
-    if count > MAX_TENSOR_ELEMENTS:
-        raise BpcompileError(f"{what} would have {count:.3g} {quantity} ({how}); one tensor may hold at most "
-                             f"{MAX_TENSOR_ELEMENTS:,} elements here: make the layer or its input smaller.")
-
-
 def expand_macros(layer_specs: list) -> list[tuple[object, str]]:
     """Replace resnet macros by their plain layers; returns (layer spec, place in the spec) pairs."""
     out = []
@@ -215,7 +172,7 @@ def plan_network(network_spec, input_shape: tuple, num_classes: int) -> Network:
     volume = 1
     for d in input_shape:
         volume *= d
-    _check_size("the input", "elements per example", volume, f"shape {tuple(input_shape)}")
+    check_size("the input", "elements per example", volume, f"shape {tuple(input_shape)}")
     builder = _Builder()
     for spec, _ in expand_macros(network_spec.layers):
         if getattr(spec, "name", None):

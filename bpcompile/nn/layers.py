@@ -1,5 +1,6 @@
-"""Layer modules. Parametric ones call the bpcompile custom ops (ops/), so a
-traced training step shows their forward and backward as named nodes."""
+"""Layer modules. The parametric ones live with their op family (ops/dense.py, ops/locally_connected.py,
+ops/conv.py) and call its custom ops, so a traced training step shows their forward and backward as named
+nodes; they are re-exported here with the non-parametric modules."""
 
 from collections import OrderedDict
 
@@ -8,42 +9,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import ops  # noqa: F401  (registers torch.ops.bpcompile.*)
-
-
-class Dense(nn.Module):
-    def __init__(self, in_features: int, units: int, bias: bool):
-        super().__init__()
-        self.weight = nn.Parameter(torch.empty(units, in_features))
-        self.bias = nn.Parameter(torch.zeros(units)) if bias else None
-
-    def forward(self, x):
-        return torch.ops.bpcompile.dense(x, self.weight, self.bias)
-
-
-class LocallyConnected2d(nn.Module):
-    """Weight (P, O, k*k*C), bias (O, H_out, W_out); see ops/locally_connected.py."""
-
-    def __init__(self, in_channels: int, out_hw: tuple[int, int], channels: int, kernel: int, stride: int,
-                 padding: int, bias: bool):
-        super().__init__()
-        positions = out_hw[0] * out_hw[1]
-        self.kernel, self.stride, self.padding = kernel, stride, padding
-        self.weight = nn.Parameter(torch.empty(positions, channels, kernel * kernel * in_channels))
-        self.bias = nn.Parameter(torch.zeros(channels, *out_hw)) if bias else None
-
-    def forward(self, x):
-        return torch.ops.bpcompile.locally_connected(x, self.weight, self.bias, self.kernel, self.stride, self.padding)
-
-
-class Conv2d(nn.Module):
-    def __init__(self, in_channels: int, channels: int, kernel: int, stride: int, padding: int, bias: bool):
-        super().__init__()
-        self.stride, self.padding = stride, padding
-        self.weight = nn.Parameter(torch.empty(channels, in_channels, kernel, kernel))
-        self.bias = nn.Parameter(torch.zeros(channels)) if bias else None
-
-    def forward(self, x):
-        return torch.ops.bpcompile.conv2d(x, self.weight, self.bias, self.stride, self.padding)
+from .ops.conv import Conv2d  # noqa: F401
+from .ops.dense import Dense  # noqa: F401
+from .ops.locally_connected import LocallyConnected2d  # noqa: F401
 
 
 ACTIVATIONS = {

@@ -115,7 +115,7 @@ def block_forward(block: Block, h, weight, bias):
 
 def inverse(block: Block, below: Block, h, weight, bias):
     """g_l(h_l) = f_{l-1}(V_l^T h_l + c_l), shaped like h_{l-1}."""
-    if block.info.type != "dense":                  # undo the flatten after an LC / conv layer
+    if len(block.info.out_shape) > 1:               # undo the flatten after an LC / conv layer
         h = h.reshape(h.shape[0], *block.info.out_shape)
     back = transpose_map(block.info, h, weight) + bias
     back = ACTIVATIONS[below.activation](back)

@@ -30,9 +30,8 @@ program is its own FX graph (traced here, shown by `inspect`)."""
 
 import torch
 from torch.fx.experimental.proxy_tensor import make_fx
-from torch.nn.grad import conv2d_weight
 
-from ...nn.ops.maps import linear_map, outer
+from ...nn.ops.maps import family_of, linear_map, outer
 from ...optim import build_optimizer
 from ...spec import WeightMirror as WeightMirrorSpec
 from ..program import META_LAYER, META_ROLE, Signature, Slot
@@ -43,27 +42,15 @@ from .registry import register_rule
 
 
 def noise_shape(info, settings) -> tuple:
-    """Per-example shape of a layer's mirror noise: its input shape, or for a conv layer with
-    settings.conv_noise_size a smaller map (never smaller than one kernel window, never larger than the input)."""
-    if info.type != "conv2d" or settings.conv_noise_size is None:
-        return tuple(info.in_shape)
-    g = info.geometry
-    channels, height, width = info.in_shape
-    smallest = max(g["kernel"] - 2 * g["padding"], 1)
-    return (channels, *(min(max(settings.conv_noise_size, smallest), size) for size in (height, width)))
+    """Per-example shape of a layer's mirror noise (its input shape; the layer kind may allow smaller maps:
+    conv layers with settings.conv_noise_size, nn/ops/conv.py)."""
+    return family_of(info).mirror_noise_shape(info, settings.conv_noise_size)
 
 
 def samples_per_weight(info, shape, device) -> torch.Tensor | int:
-    """How many (position, input) pairs feed each weight entry per noise image of `shape`: for a conv layer,
-    per kernel offset, the output positions where that offset lands inside the (unpadded) input; 1 for dense
-    and LC layers, whose weights no two positions share."""
-    if info.type != "conv2d":
-        return 1
-    g = info.geometry
-    ones_in = torch.ones(1, *shape, device=device)
-    out = [(size + 2 * g["padding"] - g["kernel"]) // g["stride"] + 1 for size in shape[1:]]
-    return conv2d_weight(ones_in, (1, shape[0], g["kernel"], g["kernel"]), torch.ones(1, 1, *out, device=device),
-                         stride=g["stride"], padding=g["padding"])
+    """How many (position, input) pairs feed each weight entry per noise image of `shape` (the layer kind says:
+    1 for dense and LC layers, whose weights no two positions share; per kernel offset for conv)."""
+    return family_of(info).samples_per_weight(info, shape, device)
 
 
 def following_activation(network, info, loss: str):

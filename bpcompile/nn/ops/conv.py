@@ -1,12 +1,15 @@
-"""2-D convolution (shared weights) as custom ops, weight (O, C, k, k)."""
+"""The conv2d layer kind (shared weights), weight (O, C, k, k): its custom ops, module and plan, and weight
+mirror's facts about it (a weight entry is fed by every output position; smaller noise maps suffice)."""
 
 from typing import Optional
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.grad import conv2d_input, conv2d_weight
 
 from .registry import register_family
+from .shapes import LayerPlan, window_plan
 
 
 def memory_format_of(x: torch.Tensor) -> torch.memory_format:
@@ -119,8 +122,46 @@ def _backward_transpose(ctx, grad_out):
 
 conv2d_grad_input.register_autograd(_backward_transpose, setup_context=_setup_transpose)
 
+class Conv2d(nn.Module):
+    def __init__(self, in_channels: int, channels: int, kernel: int, stride: int, padding: int, bias: bool):
+        super().__init__()
+        self.stride, self.padding = stride, padding
+        self.weight = nn.Parameter(torch.empty(channels, in_channels, kernel, kernel))
+        self.bias = nn.Parameter(torch.zeros(channels)) if bias else None
+
+    def forward(self, x):
+        return torch.ops.bpcompile.conv2d(x, self.weight, self.bias, self.stride, self.padding)
+
+
+def plan(spec, shape: tuple, what: str) -> LayerPlan:
+    return window_plan(spec, shape, what, lambda channels, out_hw, kernel, stride, padding: Conv2d(
+        channels, spec.channels, kernel, stride, padding, spec.bias), weights_per_position=False)
+
+
+def mirror_noise_shape(info, size) -> tuple:
+    """Weight mirror's noise for a conv layer: its input shape, or with mirror.conv_noise_size a smaller map
+    (never smaller than one kernel window, never larger than the input)."""
+    if size is None:
+        return tuple(info.in_shape)
+    g = info.geometry
+    channels, height, width = info.in_shape
+    smallest = max(g["kernel"] - 2 * g["padding"], 1)
+    return (channels, *(min(max(size, smallest), side) for side in (height, width)))
+
+
+def samples_per_weight(info, shape, device) -> torch.Tensor:
+    """Per kernel offset, the output positions where that offset lands inside the (unpadded) input of one noise
+    image of `shape`: how many (position, input) pairs feed each shared weight entry."""
+    g = info.geometry
+    ones_in = torch.ones(1, *shape, device=device)
+    out = [(size + 2 * g["padding"] - g["kernel"]) // g["stride"] + 1 for size in shape[1:]]
+    return conv2d_weight(ones_in, (1, shape[0], g["kernel"], g["kernel"]), torch.ones(1, 1, *out, device=device),
+                         stride=g["stride"], padding=g["padding"])
+
+
 FAMILY = register_family(
     "conv2d", "conv2d", conv2d_reference, conv2d_grad_input_reference, conv2d_grad_weight_reference,
+    plan=plan, prefix="conv", mirror_noise_shape=mirror_noise_shape, samples_per_weight=samples_per_weight,
     forward_args=lambda info: (info.geometry["stride"], info.geometry["padding"]),
     grad_input_args=lambda info: (info.in_shape[1], info.in_shape[2], info.geometry["stride"], info.geometry["padding"]),
     grad_weight_args=lambda info: (info.geometry["kernel"], info.geometry["stride"], info.geometry["padding"]),

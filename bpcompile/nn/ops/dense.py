@@ -1,11 +1,14 @@
-"""Fully connected layer as custom ops: y = x W^T + b, W of shape (out, in)."""
+"""The dense (fully connected) layer kind: y = x W^T + b, W of shape (out, in); its custom ops, module and plan."""
 
 from typing import Optional
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
+from ...errors import BpcompileError
 from .registry import register_family
+from .shapes import LayerPlan, check_size
 
 
 def dense_reference(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
@@ -83,4 +86,22 @@ def _backward_transpose(ctx, grad_out):
 
 dense_grad_input.register_autograd(_backward_transpose, setup_context=_setup_transpose)
 
-FAMILY = register_family("dense", "dense", dense_reference, dense_grad_input_reference, dense_grad_weight_reference)
+class Dense(nn.Module):
+    def __init__(self, in_features: int, units: int, bias: bool):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(units, in_features))
+        self.bias = nn.Parameter(torch.zeros(units)) if bias else None
+
+    def forward(self, x):
+        return torch.ops.bpcompile.dense(x, self.weight, self.bias)
+
+
+def plan(spec, shape: tuple, what: str) -> LayerPlan:
+    if len(shape) != 1:
+        raise BpcompileError(f"{what} needs a flat input but gets shape {shape}: add {{\"type\": \"flatten\"}} before it.")
+    check_size(what, "weights", shape[0] * spec.units, f"{spec.units} units x {shape[0]} inputs")
+    return LayerPlan(Dense(shape[0], spec.units, spec.bias), (spec.units,), shape[0], spec.units)
+
+
+FAMILY = register_family("dense", "dense", dense_reference, dense_grad_input_reference, dense_grad_weight_reference,
+                         plan=plan, prefix="fc")

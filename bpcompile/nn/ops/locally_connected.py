@@ -1,4 +1,4 @@
-"""Locally connected 2-D layer as custom ops, with its plain-PyTorch reference.
+"""The locally connected 2-D layer kind: its custom ops, plain-PyTorch reference, module and plan.
 
 out[b, o, p] = sum_k W[p, o, k] * patch[b, k, p] + bias[o, p], for output
 positions p = (row, col) and patch entries k = (kernel row, kernel col, input
@@ -15,9 +15,11 @@ kernels avoid).
 from typing import Optional
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 from .registry import register_family
+from .shapes import LayerPlan, window_plan
 
 
 def lc_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
@@ -164,6 +166,26 @@ def _backward_transpose(ctx, grad_out):
 
 locally_connected_grad_input.register_autograd(_backward_transpose, setup_context=_setup_transpose)
 
+class LocallyConnected2d(nn.Module):
+    """Weight (P, O, k*k*C), bias (O, H_out, W_out)."""
+
+    def __init__(self, in_channels: int, out_hw: tuple[int, int], channels: int, kernel: int, stride: int,
+                 padding: int, bias: bool):
+        super().__init__()
+        positions = out_hw[0] * out_hw[1]
+        self.kernel, self.stride, self.padding = kernel, stride, padding
+        self.weight = nn.Parameter(torch.empty(positions, channels, kernel * kernel * in_channels))
+        self.bias = nn.Parameter(torch.zeros(channels, *out_hw)) if bias else None
+
+    def forward(self, x):
+        return torch.ops.bpcompile.locally_connected(x, self.weight, self.bias, self.kernel, self.stride, self.padding)
+
+
+def plan(spec, shape: tuple, what: str) -> LayerPlan:
+    return window_plan(spec, shape, what, lambda channels, out_hw, kernel, stride, padding: LocallyConnected2d(
+        channels, out_hw, spec.channels, kernel, stride, padding, spec.bias), weights_per_position=True)
+
+
 def _window(info) -> tuple:
     g = info.geometry
     return g["kernel"], g["stride"], g["padding"]
@@ -171,7 +193,7 @@ def _window(info) -> tuple:
 
 FAMILY = register_family(
     "locally_connected", "locally_connected", lc_forward_reference, lc_grad_input_reference, lc_grad_weight_reference,
-    forward_args=_window,
+    plan=plan, prefix="lc", forward_args=_window,
     grad_input_args=lambda info: (info.in_shape[1], info.in_shape[2], *_window(info)),
     grad_weight_args=_window,
 )

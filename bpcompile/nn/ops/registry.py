@@ -1,4 +1,5 @@
-"""The parametric op families: every parametric layer is three custom ops.
+"""The parametric layer kinds: every parametric layer is an op family of three custom ops, and its family is
+the one place that knows the kind (one file per kind: dense.py, locally_connected.py, conv.py).
 
 Each family registers `forward(x, weight, bias, ...)`, `grad_input(grad_out,
 weight, ...)` and `grad_weight(grad_out, x, ...)` as `torch.library` custom ops
@@ -9,8 +10,15 @@ retarget, and whose implementation a lowering pass can swap.
 
 The weight is argument 1 of `forward` and `grad_input`; `grad_weight` never
 reads it. Each op has one or more implementations (plain functions with the
-op's signature): 'reference' (plain PyTorch, any device) always, and later
-'triton' (CUDA).
+op's signature): 'reference' (plain PyTorch, any device) always, and
+'triton' (CUDA) where bpcompile.kernels has one.
+
+Besides its ops the family carries what the rest of bpcompile asks of a layer
+kind: `plan` (spec + input shape -> module, output shape, fans, geometry:
+nn/build.py), `prefix` (default layer names), the ops' non-tensor arguments
+(nn/ops/maps.py), and for weight mirror how many samples feed each weight
+entry per noise image and the shape of that noise. A layer type without a
+family is an error wherever it is looked up.
 """
 
 from dataclasses import dataclass, field
@@ -30,6 +38,12 @@ class OpFamily:
     forward_args: Callable = lambda info: ()
     grad_input_args: Callable = lambda info: ()
     grad_weight_args: Callable = lambda info: ()
+    plan: Callable = None          # (layer spec, input shape, 'layer ... (where, type)') -> shapes.LayerPlan
+    prefix: str = "layer"          # default names: '<prefix>1', '<prefix>2', ...
+    # weight mirror: (info, per-example noise shape, device) -> samples feeding each weight entry per noise image
+    samples_per_weight: Callable = lambda info, shape, device: 1
+    # weight mirror: (info, mirror.conv_noise_size or None) -> per-example noise shape
+    mirror_noise_shape: Callable = lambda info, size: tuple(info.in_shape)
 
 
 FAMILIES: dict[str, OpFamily] = {}
