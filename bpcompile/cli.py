@@ -223,10 +223,14 @@ def inspect(spec_path, assignments, stage, fmt, out, device):
 @click.argument("spec_paths", metavar="SPEC...", type=SPEC_PATH, nargs=-1, required=True)
 @_set_option
 @_plugin_option
-def validate(spec_paths, assignments):
+@click.option("--compile", "full", is_flag=True,
+              help="Also build the network (on the CPU) and run the whole compile pipeline with its checks between "
+                   "stages: trace, every rule pass (a plug-in's rewrite too), lowering.")
+def validate(spec_paths, assignments, full):
     """Check specs: schema, layer shapes, size budget, rule availability (what `run` checks before it trains;
-    the memory of the machine it trains on is judged by `run`). Exit 2 if any fails."""
-    from .compiler import check_spec
+    the memory of the machine it trains on is judged by `run`). Exit 2 if any fails. Without --compile nothing
+    is allocated (the network is planned on the meta device), so a spec too large for this machine validates."""
+    from .compiler import check_spec, compile_experiment
     from .spec import load_spec
     from .spec.reading import clip
 
@@ -235,6 +239,8 @@ def validate(spec_paths, assignments):
         try:
             spec = load_spec(path, assignments)
             network, _, estimate = check_spec(spec)
+            if full:
+                compile_experiment(spec, "cpu")
             click.echo(f"ok      {clip(str(path), 200)}: {spec.name}, rule {spec.rule.name}, "
                        f"{len(network.layer_table)} parametric layers, {estimate.parameters:,} parameters, needs at "
                        f"least {estimate.describe().split(' at least')[0]}")

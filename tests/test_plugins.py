@@ -131,3 +131,32 @@ def test_installed_plug_ins_load_from_the_entry_point_group(monkeypatch):
     monkeypatch.setattr(plugins, "entry_points", lambda group: [bad])
     with pytest.raises(BpcompileError, match="installed plug-in 'lost' .* failed to load: ModuleNotFoundError"):
         plugins.load_entry_point_plugins()
+
+
+BROKEN_REWRITE = """from typing import Literal
+from bpcompile.rules import RulePass, SpecModel, register_rule
+
+
+class Stray(SpecModel):
+    name: Literal["stray_input"] = "stray_input"
+
+
+@register_rule(Stray)
+class StrayPass(RulePass):
+    def rewrite(self, ctx, layers):
+        first = next(n for n in ctx.graph.graph.nodes if n.op == "placeholder")
+        with ctx.graph.graph.inserting_before(first):
+            ctx.graph.graph.placeholder("stray")     # a graph input the signature does not list
+"""
+
+
+def test_validate_compile_runs_the_pipeline_and_its_checks(tmp_path):
+    plugin = tmp_path / "stray.py"
+    plugin.write_text(BROKEN_REWRITE)
+    spec = tmp_path / "stray.json"
+    spec.write_text(json.dumps(json.loads(SPEC.read_text()) | {"rule": {"name": "stray_input"}}))
+    # the default validate plans the network and checks the rules' layers; it runs no rewrite
+    assert bpc("validate", spec, "--plugin", plugin).returncode == 0
+    assert_user_error(bpc("validate", spec, "--plugin", plugin, "--compile"),
+                      "after the rule passes, graph 'train'", "placeholders but", "input slots")
+    assert bpc("validate", SPEC, "--plugin", PLUGIN, "--compile").returncode == 0
