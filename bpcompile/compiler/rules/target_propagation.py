@@ -35,7 +35,6 @@ runtime/schedule.py). Inverse parameters are rule state with their own optimiser
 A variant subclasses TargetPropagationStep (first_target, propagate, inverse_reference, and for a
 widened output top_activity / extra state) and registers a TargetPropagation pass naming that step."""
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -51,6 +50,7 @@ from ...optim import build_optimizer
 from ..program import META_LAYER, META_ROLE, Rewrite, Signature, Slot
 from ..trace import cleanup, tag_layers, trace_batch_size
 from .base import RuleHooks, RulePass
+from .fa import weight_elements
 
 TARGET_LIMIT = 1e6   # |target| beyond this counts as divergence
 
@@ -387,8 +387,8 @@ class TargetPropagation(RulePass):
         return flatten_input, blocks
 
     def state_elements(self, network, layers) -> int:
-        weights = sum(math.prod(network.get_parameter(info.weight).shape) for info in layers)
-        return weights + self.step_class.extra_state_elements(self.spec, network)   # an inverse V_l per layer
+        # an inverse V_l per layer (W_l's layout), and the variant's extra state
+        return weight_elements(network, layers) + self.step_class.extra_state_elements(self.spec, network)
 
     def build(self, ctx) -> dict:
         """Build the rule's state and graphs into ctx; returns the Program fields it sets
