@@ -22,7 +22,7 @@ from .precision import trace_context
 from .program import Program, Rewrite, Signature, Slot
 from .rules import apply_rules, pass_for, program_pass
 from .rules.base import RewriteContext
-from .trace import trace_eval_graph, trace_training_graph
+from .trace import copy_graph, trace_eval_graph, trace_training_graph
 
 __all__ = ["Program", "Rewrite", "Signature", "Slot", "check_spec", "compile_experiment", "input_spec"]
 
@@ -44,7 +44,7 @@ def compile_experiment(spec, device: torch.device | str = "cpu", prefer: tuple[s
         eval_graph, eval_sig = trace_eval_graph(network, train.channels_last)
     _check_graphs({"train": (train_graph, train_sig), "eval": (eval_graph, eval_sig)}, "trace")
     # the untouched BP program: the reference the alignment metrics compare the rule's updates with
-    probe_graph, probe_sig = copy.deepcopy(train_graph), copy.deepcopy(train_sig)
+    probe_graph, probe_sig = copy_graph(train_graph), copy.deepcopy(train_sig)
     ctx = RewriteContext(graph=train_graph, signature=train_sig, network=network, spec=spec)
     whole = program_pass(spec)
     fields = {}

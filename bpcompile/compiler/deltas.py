@@ -9,13 +9,13 @@ import copy
 from torch.fx import GraphModule
 
 from .program import Signature, Slot
-from .trace import nodes_of
+from .trace import copy_graph, nodes_of
 
 
 def with_delta_outputs(graph: GraphModule, signature: Signature, layer_table) -> tuple[GraphModule, Signature]:
     """A copy of a gradient-family training graph with one more output per hidden parametric layer: its delta
     (Slot('delta', layer)). The top layer is left out: every gradient rule gives it the task loss's own error."""
-    graph, signature = copy.deepcopy(graph), copy.deepcopy(signature)
+    graph, signature = copy_graph(graph), copy.deepcopy(signature)
     output = next(n for n in graph.graph.nodes if n.op == "output")
     values = list(output.args[0])
     for info in layer_table[:-1]:

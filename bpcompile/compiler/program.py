@@ -16,6 +16,7 @@ META_ROLE = "bpcompile_role"        # 'forward' | 'grad_input' | 'grad_weight'
 META_OP = "bpcompile_op"            # custom op name before lowering
 META_IMPL = "bpcompile_impl"        # implementation chosen by lowering
 META_REWRITE = "bpcompile_rewrite"  # what a rule pass changed, in words
+META_DTYPE = "bpcompile_dtype"      # the dtype a tensor-valued node was traced with (kept by the graph cache)
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,11 @@ parametric op family is tagged with its layer and role.
 
 import torch
 from torch.fx import GraphModule
-from torch.fx.experimental.proxy_tensor import make_fx
 from torch.func import functional_call
 
 from ..nn.losses import task_loss
 from ..nn.ops import WEIGHT_ARG, role_of
+from .graph_cache import network_facts, traced
 from .precision import to_channels_last
 from .program import META_LAYER, META_OP, META_ROLE, Signature, Slot
 
@@ -71,7 +71,8 @@ def trace_training_graph(network, loss_name: str, channels_last: bool = False) -
         return (loss.detach(), logits.detach(), *grads)
 
     network.train()
-    graph = make_fx(step, tracing_mode="symbolic")(*_example_inputs(network, params, buffers, True))
+    key = {"what": "train", "network": network_facts(network), "loss": loss_name, "channels_last": channels_last}
+    graph, _ = traced(step, _example_inputs(network, params, buffers, True), key)
     signature = Signature(
         inputs=[Slot("param", n) for n in names] + [Slot("buffer", n) for n in buffer_names]
         + [Slot("input", "x"), Slot("target", "y")],
@@ -94,7 +95,8 @@ def trace_eval_graph(network, channels_last: bool = False) -> tuple[GraphModule,
     network.eval()
     with torch.no_grad():
         example = [t.detach() for t in _example_inputs(network, params, buffers, False)]
-        graph = make_fx(forward, tracing_mode="symbolic")(*example)
+        key = {"what": "eval", "network": network_facts(network), "channels_last": channels_last}
+        graph, _ = traced(forward, example, key)
     network.train()
     signature = Signature(
         inputs=[Slot("param", n) for n in names] + [Slot("buffer", n) for n in buffer_names] + [Slot("input", "x")],
@@ -122,6 +124,30 @@ def cleanup(graph: GraphModule) -> None:
             graph.graph.erase_node(node)
     graph.graph.eliminate_dead_code()
     graph.recompile()
+
+
+def copy_graph(graph: GraphModule) -> GraphModule:
+    """A copy of `graph` to rewrite on its own: new nodes (same names, targets and arguments) with copies of
+    their meta dicts. The meta values (the traced fake tensors) are shared, not deep-copied: copy.deepcopy of
+    a ResNet-50 graph spends seconds copying symbolic shapes that no pass changes."""
+    new = torch.fx.Graph()
+    values = {}
+    result = new.graph_copy(graph.graph, values)
+    old_output = next(n for n in graph.graph.nodes if n.op == "output")
+    new.output(result).meta = dict(old_output.meta)
+    return GraphModule(graph, new)
+
+
+def select_outputs(graph: GraphModule, signature: Signature, drop_kinds) -> tuple[GraphModule, Signature]:
+    """A copy of the graph without the outputs of `drop_kinds` and what only they needed (dead code); the
+    inputs stay. The graph a phase would trace on its own, without tracing it again."""
+    graph = copy_graph(graph)
+    output = next(n for n in graph.graph.nodes if n.op == "output")
+    kept = [(slot, value) for slot, value in zip(signature.outputs, output.args[0]) if slot.kind not in drop_kinds]
+    output.args = (tuple(value for _, value in kept),)
+    graph.graph.eliminate_dead_code()
+    graph.recompile()
+    return graph, Signature(inputs=list(signature.inputs), outputs=[slot for slot, _ in kept])
 
 
 def placeholders(graph: GraphModule, signature: Signature) -> dict[str, torch.fx.Node]:

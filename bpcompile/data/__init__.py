@@ -16,7 +16,6 @@ from typing import Optional, Union
 
 from ..errors import BpcompileError
 from .cifar import load_cifar10
-from .imagenet import ImageFolderLoader, ImageFolderSplits, load_imagenet, make_imagenet_loaders
 from .loader import BatchLoader
 from .mnist import load_embedded, load_idx_set
 from .shard import SINGLE, Shard
@@ -24,7 +23,7 @@ from .splits import DataSplits, make_splits
 from .synthetic import make_synthetic, random_batch
 
 
-def load_dataset(spec, *, data_dir: Optional[str] = None, seed: int = 0) -> Union[DataSplits, ImageFolderSplits]:
+def load_dataset(spec, *, data_dir: Optional[str] = None, seed: int = 0) -> Union[DataSplits, "ImageFolderSplits"]:
     """The data set a DataSpec names. `data_dir` (the CLI's --data-dir) is searched first."""
     name = spec.name
     if name == "mnist" and spec.subset == "embedded":
@@ -36,6 +35,8 @@ def load_dataset(spec, *, data_dir: Optional[str] = None, seed: int = 0) -> Unio
     elif name == "synthetic":
         raw = make_synthetic(spec)
     elif name == "imagenet":
+        from .imagenet import load_imagenet     # imported when asked: Pillow is startup time other runs need not pay
+
         return load_imagenet(spec, data_dir, seed)  # file lists, not tensors: decoded per batch by the loader
     else:
         raise BpcompileError(f"data.name={name!r} is not a data set bpcompile knows.")
@@ -59,13 +60,15 @@ def resize_images(x, size: int, chunk: int = 10_000):
     return torch.cat(out)
 
 
-def make_loaders(spec, splits: Union[DataSplits, ImageFolderSplits], device, probe_size: int = 256,
+def make_loaders(spec, splits: Union[DataSplits, "ImageFolderSplits"], device, probe_size: int = 256,
                  shard: Shard = SINGLE) -> dict:
     """The run's loaders: 'train' (shuffled, augmented), 'test', 'val' (when held out), 'train_eval' (with
     train.train_error='full') and 'probe' (the first `probe_size` training examples, unaugmented, one batch:
     the alignment metrics' fixed batch). With several processes each loader but the probe serves this rank's
     `shard` of every global batch."""
-    if isinstance(splits, ImageFolderSplits):
+    if not isinstance(splits, DataSplits):          # an image-folder set (ImageNet)
+        from .imagenet import make_imagenet_loaders
+
         return make_imagenet_loaders(spec, splits, device, probe_size, shard)
     data, seed = spec.data, spec.train.seed
     common = dict(device=device, mean=splits.mean, std=splits.std, normalize=data.normalize,
@@ -90,3 +93,11 @@ def make_loaders(spec, splits: Union[DataSplits, ImageFolderSplits], device, pro
 
 __all__ = ["BatchLoader", "DataSplits", "ImageFolderLoader", "ImageFolderSplits", "Shard", "load_dataset", "resize_images",
            "make_loaders", "random_batch"]
+
+
+def __getattr__(name):
+    if name in ("ImageFolderLoader", "ImageFolderSplits"):
+        from . import imagenet
+
+        return getattr(imagenet, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

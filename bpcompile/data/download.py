@@ -5,13 +5,10 @@ renamed into place only once its md5 matches, so an interrupted or corrupted
 download never leaves a file that a later run would trust."""
 
 import hashlib
-import http.client
 import os
 import shutil
 import sys
-import tarfile
 import tempfile
-import urllib.request
 from pathlib import Path
 from typing import Sequence
 
@@ -26,6 +23,8 @@ class DownloadError(Exception):
 
 
 def _fetch(url: str, dest: Path, md5: str) -> None:
+    import urllib.request        # here, not at the top: ssl and sockets are startup time a local run need not pay
+
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".", suffix=".part")
     try:
         digest = hashlib.md5()
@@ -41,6 +40,12 @@ def _fetch(url: str, dest: Path, md5: str) -> None:
             os.remove(tmp)
 
 
+def _http_errors():
+    import http.client
+
+    return http.client.HTTPException
+
+
 def download(urls: Sequence[str], dest: Path, md5: str) -> None:
     """Put the file with checksum `md5` at `dest`, trying `urls` in order."""
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -50,7 +55,7 @@ def download(urls: Sequence[str], dest: Path, md5: str) -> None:
         try:
             _fetch(url, dest, md5)
             return
-        except (OSError, ValueError, http.client.HTTPException, DownloadError) as e:  # URLError, timeouts: OSError
+        except (OSError, ValueError, _http_errors(), DownloadError) as e:  # URLError, timeouts: OSError
             failures.append(f"{url}: {e}")
     raise DownloadError("; ".join(failures))
 
@@ -58,6 +63,8 @@ def download(urls: Sequence[str], dest: Path, md5: str) -> None:
 def safe_extract(archive: Path, dest: Path) -> None:
     """Extract a tar archive under `dest`, refusing members that would land outside it or are links/devices."""
     dest.mkdir(parents=True, exist_ok=True)
+    import tarfile
+
     with tarfile.open(archive) as tar:
         members = tar.getmembers()
         for m in members:

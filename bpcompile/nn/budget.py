@@ -1,7 +1,8 @@
 """The size budget: how much memory a spec needs at least, known from the spec before anything is allocated.
 
 The network is planned on the meta device (shapes and parameter counts, no
-storage), and the least a training step holds is counted: every weight and its
+storage; every layer's output shape comes from the plan, not from running it, which would import
+torch._dynamo for Python meta kernels: a second of startup), and the least a training step holds is counted: every weight and its
 gradient, the rule's feedback tensors (B for FA-like rules, DFA's direct
 matrices, target propagation's inverses and AO-SDTP's auxiliary map), one
 training batch with every layer's output kept for the backward pass, and a
@@ -53,7 +54,7 @@ def estimate(spec, input_shape: tuple, classes: int) -> Estimate:
     with torch.device("meta"):
         network = plan_network(spec.network, input_shape, classes)
     parameters = sum(p.numel() for p in network.parameters())
-    outputs = [math.prod(out.shape[1:]) for out in _layer_outputs(network)]
+    outputs = [math.prod(shape) for shape in network.leaf_output_shapes]
     activations = math.prod(input_shape) + sum(outputs)
     sizes = {info.name: math.prod(network.get_parameter(info.weight).shape) for info in network.layer_table}
     biggest = max(network.layer_table, key=lambda info: sizes[info.name]) if network.layer_table else None
@@ -100,21 +101,6 @@ def device_memory_bytes(device: torch.device) -> int:
         except (ValueError, OSError, AttributeError):   # not a POSIX system: only the spec limit applies
             return SPEC_LIMIT_BYTES
     return available // CPU_HEADROOM
-
-
-def _layer_outputs(network):
-    """Meta tensors of every module's output for a batch of one (hooks on a meta forward pass)."""
-    outputs = []
-    hooks = [m.register_forward_hook(lambda _m, _i, out: outputs.append(out))
-             for m in network.modules() if not list(m.children())]
-    network.eval()   # batch norm refuses a training batch of one
-    try:
-        with torch.no_grad():
-            network(torch.empty((1, *network.input_shape), device="meta"))
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return [out for out in outputs if isinstance(out, torch.Tensor)]
 
 
 def _feedback_elements(spec, network) -> int:

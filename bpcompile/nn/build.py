@@ -43,11 +43,12 @@ class Network(nn.Sequential):
     """The built network: named top-level layers applied in order."""
 
     def __init__(self, modules: "OrderedDict[str, nn.Module]", layer_table: list[LayerInfo],
-                 input_shape: tuple, output_shape: tuple):
+                 input_shape: tuple, output_shape: tuple, leaf_output_shapes: tuple = ()):
         super().__init__(modules)
         self.layer_table = layer_table
         self.input_shape = input_shape
         self.output_shape = output_shape
+        self.leaf_output_shapes = leaf_output_shapes   # per example, of every module without children (budget.py)
 
     def layer(self, name: str) -> LayerInfo:
         return next(info for info in self.layer_table if info.name == name)
@@ -58,6 +59,7 @@ class _Builder:
         self.table: list[LayerInfo] = []
         self.used: set[str] = set()
         self.counters: dict[str, int] = {}
+        self.leaf_outputs: list[tuple] = []      # output shape of every leaf module, as planned
 
     def name(self, spec, explicit: Optional[str] = None) -> str:
         if explicit:
@@ -71,8 +73,14 @@ class _Builder:
                 self.used.add(candidate)
                 return candidate
 
-    # each add_* returns (module, output shape)
     def add(self, spec, shape: tuple, name: str, where: str):
+        """(module, output shape) of one layer spec; records the output shape of a leaf module."""
+        module, out_shape = self._add(spec, shape, name, where)
+        if not list(module.children()):
+            self.leaf_outputs.append(tuple(out_shape))
+        return module, out_shape
+
+    def _add(self, spec, shape: tuple, name: str, where: str):
         kind = spec.type
         what = f"layer '{name}' ({where}, {kind})"
         if kind in FAMILIES:       # a parametric layer kind: its family plans it (nn/ops/<kind>.py)
@@ -125,6 +133,7 @@ class _Builder:
             main[f"bn{i}"], cur = self.add(L.BatchNorm(), cur, f"{name}.bn{i}", where)
             if i < len(plan):
                 main[f"act{i}"] = M.Activation("relu")
+                self.leaf_outputs.append(tuple(cur))
         shortcut = OrderedDict()
         if cur != shape:
             proj = L.Conv2d(channels=cur[0], kernel=1, stride=spec.stride, bias=False)
@@ -187,7 +196,7 @@ def plan_network(network_spec, input_shape: tuple, num_classes: int) -> Network:
             f"the network's output has shape {shape} (last layer '{last}') but the data set has {num_classes} "
             f"classes: the last layer must be a dense layer of {num_classes} units."
         )
-    return Network(modules, builder.table, tuple(input_shape), shape)
+    return Network(modules, builder.table, tuple(input_shape), shape, tuple(builder.leaf_outputs))
 
 
 def initialise(network: Network, network_spec, seed: int) -> None:

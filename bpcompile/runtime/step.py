@@ -88,7 +88,7 @@ class CompiledEval:
 
 class RuleStep:
     """One training step as the rule defines it: before-step hooks, the compiled graph of the current
-    phase, the forward optimiser, after-step hooks (Kolen-Pollack's paired update, weight mirror's
+    phase, before-update hooks, the forward optimiser, after-step hooks (Kolen-Pollack's paired update, weight mirror's
     mirror batches, target propagation's inverse optimiser, ...). `select` picks the phase of the
     program's schedule that the next steps run (runtime/schedule.py says which); noise inputs come
     from the step's own seeded generator."""
@@ -140,6 +140,8 @@ class RuleStep:
         compiled = self.compiled[self.phase]
         outputs = compiled(x, y, self.noise if total == local else self._sharded_noise(total))
         self.dist.reduce_step(compiled.trained, local, total)
+        for hook in self.hooks:
+            hook.before_update(self)
         self.optimizer.step()
         self.last_outputs = {(s.kind, s.name): outputs[i] for i, s in enumerate(compiled.signature.outputs)
                              if s.kind in self.program.kept_outputs}

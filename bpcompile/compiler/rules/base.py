@@ -16,7 +16,7 @@ from torch.fx import GraphModule
 
 from ...nn.init import init_tensor
 from ...nn.ops import WEIGHT_ARG
-from ..program import META_REWRITE, Rewrite, Signature, Slot
+from ..program import META_DTYPE, META_REWRITE, Rewrite, Signature, Slot
 from ..streams import seeded_generator
 from ..trace import add_input, placeholders
 
@@ -64,8 +64,9 @@ class RewriteContext:
     def cast_like(self, value: torch.fx.Node, like: torch.fx.Node, before: torch.fx.Node) -> torch.fx.Node:
         """`value`, cast (a new node before `before`) to the dtype `like` had when traced, if that is a
         reduced-precision float (bf16 autocast); state tensors and parameters are fp32."""
-        traced = like.meta.get("val") if isinstance(like, torch.fx.Node) else None
-        dtype = getattr(traced, "dtype", None)
+        if not isinstance(like, torch.fx.Node):
+            return value
+        dtype = like.meta.get(META_DTYPE) or getattr(like.meta.get("val"), "dtype", None)
         if dtype not in (torch.bfloat16, torch.float16):
             return value
         with self.graph.graph.inserting_before(before):
@@ -163,6 +164,10 @@ class RuleHooks:
 
     def before_step(self, run) -> None:
         """Before the training graph runs on a batch."""
+
+    def before_update(self, run) -> None:
+        """After the graph ran (its updates are in .grad, reduced over processes), just before the forward
+        optimiser steps."""
 
     def after_step(self, run) -> None:
         """After the forward optimiser has stepped."""

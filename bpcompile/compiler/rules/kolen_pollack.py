@@ -1,9 +1,9 @@
 """Kolen-Pollack (Akrout et al. 2019): learn with FA through B, and give B
 the same update as W, and the same weight decay.
 
-The graph rewrite is FA's. The hook snapshots each W before the forward
-optimiser steps and adds the optimiser's actual update U = W_after - W_before
-to B (B has W's layout, so this is the transposed update of the paper), then
+The graph rewrite is FA's. The hook adds the forward optimiser's actual update
+U = W_after - W_before to B (B has W's layout, so this is the transposed update
+of the paper; see PairedUpdate for how without copying W), then
 decays both by the same factor, so whatever the optimiser (SGD, Adam, ...)
 W - B shrinks by that factor every step:
   decay='per_step':  (1 - lambda)             Akrout et al.'s Delta W = -eta grad - lambda W
@@ -42,24 +42,28 @@ def decay_factor(weight_decay: float, mode: str, run) -> float:
 
 
 class PairedUpdate(RuleHooks):
+    """B gets W's update without a copy of W: just before the optimiser steps, B holds B - W (the graph has
+    read B by then); after it, B - W + W_new is B plus the update. With decay factor f:
+    W <- f W_new, B <- f (B - W) + W."""
+
     def __init__(self, pairs, weight_decay: float, mode: str = "per_step"):
         self.pairs = pairs            # (layer, W, B or None: the first layer has no B but still decays)
         self.weight_decay, self.mode = weight_decay, mode
-        self.before = []
 
-    def before_step(self, run) -> None:
-        self.before = [w.detach().clone() for _, w, b in self.pairs if b is not None]
+    @torch.no_grad()
+    def before_update(self, run) -> None:
+        for _, w, b in self.pairs:
+            if b is not None:
+                b.sub_(w)
 
     @torch.no_grad()
     def after_step(self, run) -> None:
         factor = decay_factor(self.weight_decay, self.mode, run)
-        olds = iter(self.before)
         for _, w, b in self.pairs:
+            if factor != 1.0:
+                w.mul_(factor)
             if b is not None:
-                b.add_(w - next(olds))
-                b.mul_(factor)
-            w.mul_(factor)
-        self.before = []
+                torch.add(w, b, alpha=factor, out=b)      # b = W + f (B - W_old), one pass
 
     def feedback_tensors(self) -> dict:
         return {name: b for name, _, b in self.pairs if b is not None}

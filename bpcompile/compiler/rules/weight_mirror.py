@@ -28,12 +28,14 @@ E[x y^T] = var(x) W^T, so B turns towards a multiple of W; with 'mean' the fixed
 point is B = (var(x) / decay) W for dense, LC and conv layers alike. The mirror
 program is its own FX graph (traced here, shown by `inspect`)."""
 
+import json
+
 import torch
-from torch.fx.experimental.proxy_tensor import make_fx
 
 from ...nn.ops.maps import family_of, linear_map, outer
 from ...optim import build_optimizer
 from ...spec import WeightMirror as WeightMirrorSpec
+from ..graph_cache import traced
 from ..program import META_LAYER, META_ROLE, Signature, Slot
 from ..streams import seeded_generator
 from .base import RuleHooks, RulePass, ScheduledOptimizer, schedule_factor
@@ -109,7 +111,12 @@ def trace_mirror_graph(layers, params, settings, device, activations=None):
         example.append(torch.zeros(settings.batch_size, *shape, device=device))
         signature.inputs.append(Slot("input", f"noise:{info.name}"))
         signature.outputs.append(Slot("state_update", f"{info.name}.feedback"))
-    graph = make_fx(mirror)(*example)
+    key = {"what": "weight_mirror", "settings": settings.model_dump(mode="json"),
+           "layers": [[info.name, info.type, list(info.in_shape), list(info.out_shape), info.bias is not None,
+                       json.dumps(info.geometry, sort_keys=True, default=str),
+                       getattr(activations.get(info.name), "__name__", None)] for info in layers],
+           "samples": [s if isinstance(s, int) else s.tolist() for s in samples]}
+    graph, _ = traced(mirror, example, key, tracing_mode="real")
     placeholders = [n for n in graph.graph.nodes if n.op == "placeholder"]
     for node, slot in zip(placeholders, signature.inputs):
         node.name = node.target = slot.name.replace(".", "_").replace(":", "_")
@@ -161,9 +168,11 @@ class MirrorHooks(RuleHooks):
 
     def noise(self, info) -> torch.Tensor:
         shape = (self.settings.batch_size, *noise_shape(info, self.settings))
+        sigma = self.settings.noise_sigma
         if self.settings.noise == "uniform":
-            return (torch.rand(shape, generator=self.generator, device=self.device) - 0.5) * self.settings.noise_sigma
-        return torch.randn(shape, generator=self.generator, device=self.device) * self.settings.noise_sigma
+            return torch.rand(shape, generator=self.generator, device=self.device).sub_(0.5).mul_(sigma)
+        noise = torch.randn(shape, generator=self.generator, device=self.device)
+        return noise.mul_(sigma) if sigma != 1.0 else noise
 
     @torch.no_grad()
     def mirror_batch(self, run=None) -> None:
@@ -174,11 +183,12 @@ class MirrorHooks(RuleHooks):
         decay = self.settings.decay
         lr = self.settings.lr * (schedule_factor(run) if self.follow_schedule else 1.0)
         for b, direction in zip(self.feedback, directions):
-            step = direction - decay * b if decay else direction
-            if self.optimizer is None:
-                b.add_(step, alpha=lr)
+            if self.optimizer is None:          # B + lr (D - decay B), in place
+                if decay:
+                    b.mul_(1.0 - lr * decay)
+                b.add_(direction, alpha=lr)
             else:
-                b.grad = -step
+                b.grad = (decay * b - direction) if decay else direction.neg()
         if self.optimizer is not None:
             self.optimizer.step(run)
 

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Every CPU speed figure of the README's "Measured" section and benchmarks/results/README.md, in one command
+# (about 50 minutes on 2 cores; run it on a quiet machine): each rule's epoch against BP's, startup and
+# compile times with the whole-process comparison against a plain loop, and one epoch against the plain loop.
+#   bash benchmarks/cpu.sh [DATA_DIR]          (default ../shared/data)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA_DIR="${1:-../shared/data}"
+PYTHON="${PYTHON:-.venv/bin/python}"
+"$PYTHON" benchmarks/epoch.py --nets mnist_fc --repeats 5 --out benchmarks/results/epoch_cpu_fc.json
+"$PYTHON" benchmarks/epoch.py --nets mnist_lc --repeats 2 --out benchmarks/results/epoch_cpu_lc.json
+"$PYTHON" benchmarks/startup.py --data-dir "$DATA_DIR" --repeats 3 --out benchmarks/results/startup_cpu.json
+"$PYTHON" benchmarks/epoch_vs_plain.py --data-dir "$DATA_DIR" --out benchmarks/results/epoch_vs_plain_cpu.json
