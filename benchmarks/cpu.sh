@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 DATA_DIR="${1:-../shared/data}"
 PYTHON="${PYTHON:-.venv/bin/python}"
 "$PYTHON" benchmarks/epoch.py --nets mnist_fc --repeats 5 --out benchmarks/results/epoch_cpu_fc.json
-"$PYTHON" benchmarks/epoch.py --nets mnist_lc --repeats 2 --out benchmarks/results/epoch_cpu_lc.json
+"$PYTHON" benchmarks/epoch.py --nets mnist_lc --repeats 1 --out benchmarks/results/epoch_cpu_lc.json
+"$PYTHON" benchmarks/lc.py --device cpu --layers mnist_lc1,mnist_lc2,cifar_lc1,cifar_lc2,cifar_lc3 --batches 128 \
+    --impls unfold_einsum,reference,compile --warmup 2 --iters 10 --threads 2 --out benchmarks/results/lc_cpu.json
 "$PYTHON" benchmarks/startup.py --data-dir "$DATA_DIR" --repeats 3 --out benchmarks/results/startup_cpu.json
 "$PYTHON" benchmarks/epoch_vs_plain.py --data-dir "$DATA_DIR" --out benchmarks/results/epoch_vs_plain_cpu.json
