@@ -40,14 +40,10 @@ def _fetch(url: str, dest: Path, md5: str) -> None:
             os.remove(tmp)
 
 
-def _http_errors():
-    import http.client
-
-    return http.client.HTTPException
-
-
 def download(urls: Sequence[str], dest: Path, md5: str) -> None:
     """Put the file with checksum `md5` at `dest`, trying `urls` in order."""
+    import http.client           # with urllib in _fetch: imported only when something is downloaded
+
     dest.parent.mkdir(parents=True, exist_ok=True)
     failures = []
     for url in urls:
@@ -55,7 +51,7 @@ def download(urls: Sequence[str], dest: Path, md5: str) -> None:
         try:
             _fetch(url, dest, md5)
             return
-        except (OSError, ValueError, _http_errors(), DownloadError) as e:  # URLError, timeouts: OSError
+        except (OSError, ValueError, http.client.HTTPException, DownloadError) as e:  # URLError, timeouts: OSError
             failures.append(f"{url}: {e}")
     raise DownloadError("; ".join(failures))
 
