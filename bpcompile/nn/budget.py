@@ -1,8 +1,9 @@
 """The size budget: how much memory a spec needs at least, known from the spec before anything is allocated.
 
 The network is planned on the meta device (shapes and parameter counts, no
-storage; every layer's output shape comes from the plan, not from running it, which would import
-torch._dynamo for Python meta kernels: a second of startup), and the least a training step holds is counted: every weight and its
+storage; every layer's output shape comes from the plan, not from running it:
+a meta forward pass imports torch._dynamo for Python meta kernels, a second of
+startup), and the least a training step holds is counted: every weight and its
 gradient, the rule's feedback tensors (B for FA-like rules, DFA's direct
 matrices, target propagation's inverses and AO-SDTP's auxiliary map), one
 training batch with every layer's output kept for the backward pass, and a
