@@ -13,6 +13,10 @@ runtime's training steps (`RuleStep`, per phase: the graph, the optimisers and t
 evaluation, the alignment probe and checkpoints excluded; the runtime's `train_seconds` of the epoch is
 recorded too); BP of the same net in the same invocation is the baseline, and the rules run interleaved
 `--repeats` times, each ratio the median of the paired (same repeat) ratios.
+The first step of each phase is timed apart (`first_step_seconds`: with `train.backend` 'inductor' it holds
+torch.compile's compilation) and left out of the step seconds, under either backend.
+`--backends fx,inductor` times each rule under both backends (`train.backend`); each row's `vs_fx` is its ratio
+to the same rule under 'fx' in the same repeat, `vs_bp` always to BP under 'fx'.
 Peak memory: the process's maximum resident set on the CPU, `torch.cuda.max_memory_allocated` on a GPU. Prints
 a table and writes benchmarks/results/epoch_<device>.json (device, torch and triton versions)."""
 
@@ -69,7 +73,7 @@ def run_one(raw: dict, device: str) -> dict:
     import bpcompile
     from bpcompile.runtime.step import RuleStep
 
-    phase_seconds = {}
+    phase_seconds, first_step_seconds = {}, {}
     step = RuleStep.__call__
 
     def timed_step(self, *args, **kwargs):          # seconds per phase, synchronised on a GPU
@@ -79,7 +83,11 @@ def run_one(raw: dict, device: str) -> dict:
         out = step(self, *args, **kwargs)
         if device == "cuda":
             torch.cuda.synchronize()
-        phase_seconds[self.phase] = phase_seconds.get(self.phase, 0.0) + time.perf_counter() - started
+        seconds = time.perf_counter() - started
+        if self.phase not in first_step_seconds:     # the phase's first step: warm-up, or Inductor's compile
+            first_step_seconds[self.phase] = seconds
+        else:
+            phase_seconds[self.phase] = phase_seconds.get(self.phase, 0.0) + seconds
         return out
 
     RuleStep.__call__ = timed_step
@@ -93,29 +101,43 @@ def run_one(raw: dict, device: str) -> dict:
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)     # Linux: kilobytes
     order = [p for p in ("train", "inverse", "forward") if p in phase_seconds]
     return {"step_seconds": [phase_seconds[p] for p in order], "phases": order,
+            "first_step_seconds": [first_step_seconds[p] for p in order],
             "train_seconds": [row["train_seconds"] for row in epochs], "wall_seconds": time.perf_counter() - started,
             "peak_memory_bytes": peak, "status": result.summary["status"]}
 
 
 def summarise(runs: list) -> list:
-    """Per (net, rule): median step seconds per phase (an alternating rule: inverse, forward), and the median over
-    repeats of each one's ratio to BP's epoch of the same net and repeat (paired, so slow spells cancel)."""
+    """Per (net, rule, backend): median step seconds per phase (an alternating rule: inverse, forward), and the
+    medians over repeats of each one's ratio to BP's epoch of the same net and repeat under 'fx' (`vs_bp`) and to
+    the same rule's under 'fx' (`vs_fx`): paired, so slow spells cancel."""
+    def key(r):
+        return r["net"], r["rule"], r.get("backend", "fx")
+
+    def ratio(run, baseline, phase):              # an alternating rule's passes over BP's single phase
+        return run["step_seconds"][phase] / baseline[min(phase, len(baseline) - 1)]
+
+    def seconds_by_repeat(net, rule, backend):
+        return {r["repeat"]: r["step_seconds"] for r in runs if key(r) == (net, rule, backend) and "step_seconds" in r}
+
     rows = []
-    for net, rule in dict.fromkeys((r["net"], r["rule"]) for r in runs):
-        mine = [r for r in runs if (r["net"], r["rule"]) == (net, rule) and "step_seconds" in r]
-        row = {"net": net, "rule": rule, "source": next(r["source"] for r in runs if (r["net"], r["rule"]) == (net, rule)),
-               "seconds": None, "vs_bp": None, "peak_memory_bytes": None}
+    for net, rule, backend in dict.fromkeys(key(r) for r in runs):
+        mine = [r for r in runs if key(r) == (net, rule, backend) and "step_seconds" in r]
+        row = {"net": net, "rule": rule, "backend": backend,
+               "source": next(r["source"] for r in runs if key(r) == (net, rule, backend)),
+               "seconds": None, "vs_bp": None, "vs_fx": None, "first_step_seconds": None, "peak_memory_bytes": None}
         if mine:
             epochs = len(mine[0]["step_seconds"])
             row["phases"] = mine[0]["phases"]
             row["seconds"] = [statistics.median(r["step_seconds"][e] for r in mine) for e in range(epochs)]
+            row["first_step_seconds"] = [statistics.median(r["first_step_seconds"][e] for r in mine)
+                                         for e in range(epochs)]
             row["peak_memory_bytes"] = max(r["peak_memory_bytes"] for r in mine)
-            bp = {r["repeat"]: r["step_seconds"][0] for r in runs
-                  if (r["net"], r["rule"]) == (net, "bp") and "step_seconds" in r}
-            paired = [r for r in mine if r["repeat"] in bp]
-            if paired:
-                row["vs_bp"] = [statistics.median(r["step_seconds"][e] / bp[r["repeat"]] for r in paired)
-                                for e in range(epochs)]
+            for column, baseline in (("vs_bp", seconds_by_repeat(net, "bp", "fx")),
+                                     ("vs_fx", seconds_by_repeat(net, rule, "fx"))):
+                paired = [r for r in mine if r["repeat"] in baseline]
+                if paired:
+                    row[column] = [statistics.median(ratio(r, baseline[r["repeat"]], e) for r in paired)
+                                   for e in range(epochs)]
         rows.append(row)
     return rows
 
@@ -128,6 +150,7 @@ def main() -> int:
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats; medians are reported")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default torch's choice)")
+    parser.add_argument("--backends", default="fx", help="train.backend values to time, e.g. fx,inductor")
     parser.add_argument("--out", default=None, help="results JSON (default benchmarks/results/epoch_<device>.json)")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)       # child: a JSON spec to time
     args = parser.parse_args()
@@ -145,45 +168,57 @@ def main() -> int:
     from bpcompile.runtime.device import versions
 
     nets, rules = args.nets.split(","), args.rules.split(",")
+    backends = args.backends.split(",")
     if "bp" not in rules:
         rules = ["bp", *rules]                     # the baseline runs in the same invocation
+    if "fx" not in backends:
+        backends = ["fx", *backends]
     runs = []
     for repeat in range(args.repeats):             # interleaved: a slow spell of a shared machine hits every rule
-        for net in nets:
-            for rule in rules:
-                raw, source = spec_for(net, rule, args.steps)
-                if raw is None:
-                    continue
-                cmd = [sys.executable, __file__, "--one", json.dumps(raw), "--device", args.device]
-                if args.threads:
-                    cmd += ["--threads", str(args.threads)]
-                done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-                run = {"net": net, "rule": rule, "repeat": repeat, "source": source}
-                if done.returncode:
-                    run["error"] = done.stderr.strip()[-500:]
-                else:
-                    run.update(json.loads(done.stdout.strip().splitlines()[-1]))
-                runs.append(run)
-                print(json.dumps({k: v for k, v in run.items() if k != "error"}), file=sys.stderr, flush=True)
+        for net, rule, backend in ((n, r, b) for n in nets for r in rules for b in backends):
+            raw, source = spec_for(net, rule, args.steps)
+            if raw is None:
+                continue
+            raw["train"]["backend"] = backend
+            cmd = [sys.executable, __file__, "--one", json.dumps(raw), "--device", args.device]
+            if args.threads:
+                cmd += ["--threads", str(args.threads)]
+            done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+            run = {"net": net, "rule": rule, "backend": backend, "repeat": repeat, "source": source}
+            if done.returncode:
+                run["error"] = done.stderr.strip()[-500:]
+            else:
+                run.update(json.loads(done.stdout.strip().splitlines()[-1]))
+            runs.append(run)
+            print(json.dumps({k: v for k, v in run.items() if k != "error"}), file=sys.stderr, flush=True)
 
     rows = summarise(runs)
     table = Table(title=f"Step seconds per epoch of {args.steps} steps (batch 128, synthetic data), {args.device}, "
                         f"median of {args.repeats} interleaved repeats")
-    for column in ("net", "rule", "s / epoch", "vs BP", "peak MB", "spec"):
+    columns = ["net", "rule", "s / epoch", "vs BP", "peak MB", "spec"]
+    if len(backends) > 1:
+        columns[2:2] = ["backend", "first step s", "vs fx"]
+    for column in columns:
         table.add_column(column)
+
+    def shown(values, digits=2):                   # alternating: inverse / forward pass
+        return " / ".join(f"{v:.{digits}f}" for v in values) if values else "–"
+
     for row in rows:
+        by_backend = [row["backend"], shown(row["first_step_seconds"]), shown(row["vs_fx"])] if len(backends) > 1 else []
         if row["seconds"] is None:
-            table.add_row(row["net"], row["rule"], "failed", "", "", row["source"])
+            cells = [row["net"], row["rule"], *by_backend[:1], "failed", *[""] * (len(columns) - 4 - len(by_backend[:1])), row["source"]]
+            table.add_row(*cells)
             continue
-        shown = " / ".join(f"{s:.2f}" for s in row["seconds"])          # alternating: inverse / forward pass
-        ratio = " / ".join(f"{r:.2f}" for r in row["vs_bp"]) if row["vs_bp"] else "–"
-        table.add_row(row["net"], row["rule"], shown, ratio, f"{row['peak_memory_bytes'] / 2**20:.0f}", row["source"])
+        cells = [row["net"], row["rule"], *by_backend[:1], *by_backend[1:], shown(row["seconds"]), shown(row["vs_bp"]),
+                 f"{row['peak_memory_bytes'] / 2**20:.0f}", row["source"]]
+        table.add_row(*cells)
     Console(width=160).print(table)
     device = torch.device(args.device)
     result = {"benchmark": "epoch", "steps_per_epoch": args.steps, "batch_size": 128, **versions(device),
               "threads": args.threads or torch.get_num_threads(),
               "goal": {"fa dfa ss kp": 1.05, "wm": 1.3, "dtp/sdtp parallel": 2.0, "alternating pass": 1.5},
-              "repeats": args.repeats, "rows": rows, "runs": runs}
+              "repeats": args.repeats, "backends": backends, "rows": rows, "runs": runs}
     out = Path(args.out or ROOT / "benchmarks" / "results" / f"epoch_{device.type}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

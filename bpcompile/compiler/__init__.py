@@ -76,5 +76,6 @@ def compile_experiment(spec, device: torch.device | str = "cpu", prefer: tuple[s
         state=ctx.state, rewrites=ctx.rewrites, device=device, hooks=ctx.hooks, extra_graphs=ctx.extra_graphs,
         probe_graph=probe_graph, probe_signature=probe_sig, decay_exempt=ctx.decay_exempt,
         kept_outputs=tuple(dict.fromkeys(kind for p in passes for kind in p.kept_outputs)),
-        loss_outputs=("loss", *dict.fromkeys(kind for p in passes for kind in p.loss_outputs)), **fields,
+        loss_outputs=("loss", *dict.fromkeys(kind for p in passes for kind in p.loss_outputs)),
+        backend=train.backend, **fields,
     )

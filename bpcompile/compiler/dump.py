@@ -85,6 +85,8 @@ def dump_text(program: Program, stage: str = "all") -> str:
         + ", ".join(f"{k}={v}" for k, v in program.layer_rules.items()),
         f"# {len(program.rewrites)} node(s) rewritten by the rule; device {program.device}",
     ]
+    if program.backend != "fx":
+        header.append(f"# backend {program.backend!r}: the runtime hands the step graph(s) below to torch.compile")
     if program.phases:
         turns = program.alternation
         block = f"blocks of {turns.block_batches} batches" if turns.block_batches else "the whole epoch"

@@ -83,6 +83,7 @@ class Program:
     decay_exempt: set = field(default_factory=set)        # parameters the rule decays itself (no optimiser L2)
     kept_outputs: tuple = ()        # output kinds the runtime keeps after each step (the rules' kept_outputs)
     loss_outputs: tuple = ("loss",)  # output kinds that are losses, checked finite every step
+    backend: str = "fx"             # how the runtime executes the step graphs (train.backend; runtime/backend.py)
 
     def phase(self, name: str) -> tuple[GraphModule, Signature]:
         return self.phases.get(name, (self.train_graph, self.train_signature))

@@ -6,6 +6,7 @@ import torch
 
 from ..compiler.streams import seeded_generator
 from ..nn.losses import task_loss
+from .backend import executable
 from .distributed import SINGLE_PROCESS
 
 TOP5_MIN_CLASSES = 10                                   # top-5 error is logged with more classes than this
@@ -17,8 +18,9 @@ class CompiledStep:
     this graph does not update get `.grad = None`, so their optimisers skip them (the alternating
     schedule's inverse and forward phases)."""
 
-    def __init__(self, program, graph, signature):
-        self.program, self.graph, self.signature = program, graph, signature
+    def __init__(self, program, graph, signature, name: str = "train"):
+        self.program, self.signature = program, signature
+        self.graph = executable(graph, program.backend, name)     # the graph itself, or torch.compile of it
         self.static = program.graph_inputs(signature, torch.empty(0), None)   # x, y, noise filled per call
         self.dynamic = [(i, s) for i, s in enumerate(signature.inputs) if s.kind in ("input", "target", "noise")]
         params = dict(program.network.named_parameters())
@@ -97,7 +99,7 @@ class RuleStep:
         self.program, self.optimizer = program, optimizer
         self.dist = dist or SINGLE_PROCESS
         names = sorted(set(program.schedule))
-        self.compiled = {name: CompiledStep(program, *program.phase(name)) for name in names}
+        self.compiled = {name: CompiledStep(program, *program.phase(name), name=name) for name in names}
         self.phase = program.schedule[0]
         self.hooks = program.hooks
         self.count = 0

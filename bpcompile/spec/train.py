@@ -45,6 +45,13 @@ class TrainSpec(SpecModel):
         False, description="Keep 4-D activations in channels-last (NHWC) memory format: faster convolutions on GPUs "
                            "with tensor cores, especially with precision 'bf16'."
     )
+    backend: Literal["fx", "inductor"] = Field(
+        "fx", description="How the compiled training step runs: 'fx' executes the rewritten FX graph directly; "
+        "'inductor' hands the same graph to torch.compile (Inductor), which fuses the plain-PyTorch ops and "
+        "keeps Triton kernels opaque. Inductor compiles on the first step (seconds to a minute) and again for "
+        "the epoch's last, shorter batch; on the CPU it needs a C++ compiler and measured slower than 'fx' "
+        "for every rule (benchmarks/results/backend_cpu.json). Evaluation and the alignment probes run FX.",
+    )
     eval_every: int = Field(1, gt=0, le=1_000_000, description="Evaluate on the test (and validation) split every N epochs and at the end.")
     checkpoint_every: int = Field(1, gt=0, le=1_000_000, description="Write the checkpoint every N epochs and at the end.")
     train_error: Literal["running", "full"] = Field(
