@@ -1,6 +1,6 @@
 """train.backend 'inductor' (runtime/backend.py): torch.compile of the lowered step graphs computes what the FX
 graphs compute, for gradient rules and both target-propagation schedules, with the program's graphs and `inspect`
-untouched; Triton implementations stay opaque calls; a failed compile is one clear error; a whole run under
+untouched; batch norm statistics still update in place; Triton implementations stay opaque calls; a failed compile is one clear error; a whole run under
 Inductor follows the FX run. Each case compiles with Inductor (a few seconds on the CPU), so the nets are small."""
 
 import json
@@ -20,7 +20,7 @@ from bpcompile.errors import BpcompileError
 from bpcompile.runtime.backend import InductorGraph, executable
 from bpcompile.runtime.step import CompiledStep
 from bpcompile.spec import (
-    DFA, FA, Activation, BP, Conv2d, Dense, ExperimentSpec, Flatten, LocallyConnected, NetworkSpec, SignSymmetry,
+    DFA, FA, Activation, BatchNorm, BP, Conv2d, Dense, ExperimentSpec, Flatten, LocallyConnected, NetworkSpec, SignSymmetry,
     Synthetic, TrainSpec,
 )
 from random_nets import batch, make_spec
@@ -201,3 +201,23 @@ def test_a_run_under_inductor_follows_the_fx_run(tmp_path):
         assert row["train_loss"] == pytest.approx(fx_row["train_loss"], rel=1e-4)
         assert row["test_loss"] == pytest.approx(fx_row["test_loss"], rel=1e-4)
         assert row["test_error"] == fx_row["test_error"]
+
+
+def test_batch_norm_statistics_update_in_place_under_inductor():
+    """The step graph updates batch norm's running statistics in place (graph inputs): torch.compile keeps those
+    writes, so after three steps the buffers equal FX's."""
+    layers = [Conv2d(name="conv1", channels=3, kernel=3), BatchNorm(name="bn1"), Activation(fn="relu"), Flatten(),
+              Dense(name="out", units=3)]
+    x, y = batch((2, 6, 6), 3, seed=9, size=5)
+    buffers = {}
+    for backend in ("fx", "inductor"):
+        spec = ExperimentSpec(name="t", data=Synthetic(input_shape=[2, 6, 6], num_classes=3),
+                              network=NetworkSpec(layers=layers), rule=FA(), train=TrainSpec(seed=1, backend=backend))
+        program = compile_experiment(spec)
+        step = CompiledStep(program, program.train_graph, program.train_signature)
+        for _ in range(3):
+            step(x, y)
+        buffers[backend] = {name: value.clone() for name, value in program.network.named_buffers()}
+    assert int(buffers["inductor"]["bn1.num_batches_tracked"]) == 3
+    for name, value in buffers["fx"].items():
+        torch.testing.assert_close(buffers["inductor"][name], value, **TOLERANCE)
