@@ -1,7 +1,8 @@
 """train.backend 'inductor' (runtime/backend.py): torch.compile of the lowered step graphs computes what the FX
 graphs compute, for gradient rules and both target-propagation schedules, with the program's graphs and `inspect`
-untouched; batch norm statistics still update in place; Triton implementations stay opaque calls; a failed compile is one clear error; a whole run under
-Inductor follows the FX run. Each case compiles with Inductor (a few seconds on the CPU), so the nets are small."""
+untouched; batch norm statistics still update in place; Triton implementations stay opaque calls; a failed
+compile is one clear error; a whole run under Inductor follows the FX run. Each case compiles with Inductor (a few
+seconds on the CPU), so the nets are small."""
 
 import json
 import os
