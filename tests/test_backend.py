@@ -25,6 +25,7 @@ from bpcompile.spec import (
     Synthetic, TrainSpec,
 )
 from random_nets import batch, make_spec
+from test_graph_cache import _step_outputs as step_outputs
 from test_target_propagation import rule_of, spec_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,22 +34,6 @@ TOLERANCE = dict(rtol=1e-4, atol=1e-5)   # Inductor may reassociate float sums; 
 
 def _with_backend(spec, backend):
     return spec.model_copy(update={"train": spec.train.model_copy(update={"backend": backend})})
-
-
-def _fixed_noise():
-    drawn = {}
-
-    def noise(name, shape):
-        if name not in drawn:
-            drawn[name] = torch.randn(shape, generator=torch.Generator().manual_seed(len(drawn) + 7))
-        return drawn[name]
-    return noise
-
-
-def _phase_outputs(program, x, y):
-    """Each phase's step outputs under the program's backend, from the same noise."""
-    return {phase: CompiledStep(program, *program.phase(phase), name=phase)(x, y, _fixed_noise())
-            for phase in sorted(set(program.schedule))}
 
 
 def _assert_outputs_close(got: dict, expected: dict):
@@ -107,8 +92,8 @@ def test_inductor_step_equals_the_fx_step(case):
     fx_program = compile_experiment(_with_backend(spec, "fx"))
     program = compile_experiment(_with_backend(spec, "inductor"))
     code_before = {phase: program.phase(phase)[0].code for phase in program.schedule}
-    expected = _phase_outputs(fx_program, x, y)
-    got = _phase_outputs(program, x, y)
+    expected = step_outputs(fx_program, x, y)      # each phase's outputs from the same noise
+    got = step_outputs(program, x, y)
     _assert_outputs_close(got, expected)
     # the program's own graphs are what FX runs and inspect prints: torch.compile ran a copy
     for phase in program.schedule:

@@ -2,7 +2,6 @@
 the same rule under 'fx', an alternating rule's two passes each against BP's one phase; and a tiny end-to-end run
 under both backends."""
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -10,14 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from benchmark_scripts import load_benchmark
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _epoch_module():
-    spec = importlib.util.spec_from_file_location("epoch_benchmark", ROOT / "benchmarks" / "epoch.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _run(rule, backend, repeat, seconds, first=(0.1,)):
@@ -27,7 +21,7 @@ def _run(rule, backend, repeat, seconds, first=(0.1,)):
 
 
 def test_summary_pairs_ratios_by_repeat():
-    epoch = _epoch_module()
+    epoch = load_benchmark("epoch")
     runs = [_run("bp", "fx", 0, [2.0]), _run("bp", "inductor", 0, [3.0], first=(5.0,)),
             _run("bp", "fx", 1, [4.0]), _run("bp", "inductor", 1, [4.4], first=(7.0,)),
             _run("dtp", "fx", 0, [3.0, 4.0]), _run("dtp", "inductor", 0, [6.0, 6.0], first=(9.0,)),

@@ -1,23 +1,13 @@
 """The ResNet throughput benchmark's CPU smoke path runs end to end, and its plain baseline is the same net."""
 
-import importlib.util
 import json
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmark_scripts import load_benchmark
 
-
-def load_benchmark():
-    spec = importlib.util.spec_from_file_location("resnet_throughput", ROOT / "benchmarks" / "resnet_throughput.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = load_benchmark()
+bench = load_benchmark("resnet_throughput")
 
 
 def test_resnet_benchmark_tiny_cpu(tmp_path):

@@ -8,7 +8,7 @@ touched: `inspect`, the alignment probes, weight mirror's mirror program and eva
 
 Inductor compiles on the first step and once more for each new batch shape (the last short batch of an
 epoch); on the CPU it needs a C++ compiler. Measured on the CPU it is slower than FX for every rule
-(benchmarks/results/backend_cpu.json), so 'fx' is the default."""
+(benchmarks/results/backend_cpu_fc.json, backend_cpu_lc.json), so 'fx' is the default."""
 
 import torch
 from torch.fx import GraphModule
@@ -53,10 +53,11 @@ class InductorGraph:
                 raise
             cause = getattr(error, "inner_exception", None) or error     # BackendCompilerFailed wraps the cause
             lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
+            first = lines[0][:300] if lines else ""
             raise BpcompileError(
                 f"train.backend 'inductor': torch.compile could not compile the {self.name} graph "
-                f"({type(cause).__name__}: {(lines[0] if lines else '')[:300]}). On the CPU Inductor needs a working C++ compiler "
-                f"(g++ or clang); set train.backend to 'fx' to run the same graph without torch.compile."
+                f"({type(cause).__name__}: {first}). On the CPU Inductor needs a working C++ compiler (g++ or "
+                f"clang); set train.backend to 'fx' to run the same graph without torch.compile."
             ) from None
 
 
