@@ -131,11 +131,24 @@ def _weight_grads(layer, h_in, delta):
     return w, delta.sum(0)
 
 
+def biotorch_conv_direct(layer, kernel, output_error, in_shape):
+    """BioTorch's conv DFA (layers/dfa/conv.py): conv2d_input(B, e repeated over the output positions), written
+    as its sum: every output position adds the patch e @ B (C*k*k values) at its window of the input (fold)."""
+    _, _, stride, padding = layer
+    classes, channels, k, _ = kernel.shape
+    height, width = in_shape[2], in_shape[3]
+    positions = ((height + 2 * padding - k) // stride + 1) * ((width + 2 * padding - k) // stride + 1)
+    patch = output_error @ kernel.reshape(classes, channels * k * k)            # (B, C*k*k), (C, kh, kw) order
+    cols = patch[:, :, None].expand(-1, -1, positions)
+    return F.fold(cols, (height, width), k, padding=padding, stride=stride)
+
+
 def feedback_grads(layers, params, feedback, x, y, loss_name, direct=None, deltas=None):
     """Hand-written feedback alignment: delta_{l-1} = (B_l delta_l) * f'(a_{l-1}), with B_l = feedback[name]
     (same layout as W); a layer without an entry in `feedback` passes errors through W (BP).
     direct: {name: B (classes, input features)}: DFA for those layers: the error at the layer's input is
-    e @ B (e = dL/dlogits), not anything computed from the error above.
+    e @ B (e = dL/dlogits), not anything computed from the error above. A 4-D B (classes, C, k, k) of a conv
+    layer is BioTorch's kernel form (biotorch_conv_direct).
     deltas: a dict filled with {name: the error at each parametric layer's output}."""
     direct = direct or {}
     # forward, remembering every layer's input
@@ -166,7 +179,9 @@ def feedback_grads(layers, params, feedback, x, y, loss_name, direct=None, delta
                 grads[f"{name}.weight"], grads[f"{name}.bias"] = gw, delta.sum((0, 2, 3))
             else:
                 grads[f"{name}.weight"], grads[f"{name}.bias"] = _weight_grads(layer, h_in, delta)
-            if index > 0 and name in direct:
+            if index > 0 and name in direct and direct[name].dim() == 4:
+                delta = biotorch_conv_direct(layer, direct[name], output_error, h_in.shape)
+            elif index > 0 and name in direct:
                 delta = (output_error @ direct[name]).reshape(h_in.shape)
             elif index > 0:
                 weight = feedback.get(name, params[f"{name}.weight"])

@@ -113,6 +113,19 @@ def test_dfa_feedback_scale_matches_nokland(kind):
         assert LOW <= float(b.double().pow(2).mean().sqrt()) / expected <= HIGH, name
 
 
+
+def test_dfa_biotorch_lenet_feedback_scales_match_biotorch():
+    """specs/biotorch/mnist_lenet_dfa.json: every B has the std of BioTorch's xavier_uniform_ over its own tensor
+    (the conv layers' (classes, C_in, k, k) kernels, torch's fans; the dense layers' (classes, F) matrices)."""
+    program = compile_experiment(load_spec(SPECS / "biotorch" / "mnist_lenet_dfa.json"))
+    kinds = set()
+    for name, b in program.state.items():
+        receptive = b[0, 0].numel() if b.dim() == 4 else 1
+        expected = math.sqrt(2 / ((b.shape[1] + b.shape[0]) * receptive))
+        kinds.add(b.dim())
+        assert LOW <= float(b.double().pow(2).mean().sqrt()) / expected <= HIGH, name
+    assert kinds == {2, 4}
+
 @pytest.mark.slow
 @pytest.mark.parametrize("rule", ["fa", "ss", "wm", "kp"])
 def test_shipped_resnet_feedback_ratios_at_init(rule):

@@ -92,6 +92,43 @@ def test_dfa_feedback_follows_noklands_law(kind):
             assert float(b.double().pow(2).mean()) == pytest.approx(1 / (3 * features), rel=0.3)
 
 
+
+def two_conv_seeds(count=4):
+    """Seeds whose random conv net has two conv layers (the second is the one whose input gets a B)."""
+    from random_nets import random_net
+    seeds = [s for s in range(60) if sum(layer[0] == "conv" for layer in random_net(s, "conv")[1]) == 2]
+    assert len(seeds) >= count
+    return seeds[:count]
+
+
+@pytest.mark.parametrize("seed", two_conv_seeds())
+def test_dfa_biotorch_conv_kernel_form_equals_plain(seed):
+    """conv_feedback 'kernel' (BioTorch layers/dfa/conv.py): a conv layer's input error is conv2d_input(B, e
+    repeated over the output positions), B (classes, C_in, k, k); the plain side sums e @ B patches with fold."""
+    spec, plain, program, params, x, y = setup(seed, "conv", DFA(conv_feedback="kernel"))
+    direct = {k.removesuffix(".feedback"): v for k, v in program.state.items()}
+    layers = parametric(plain)
+    conv2 = layers[1]
+    assert conv2[0] == "conv" and direct[conv2[1]].dim() == 4
+    weight = params[f"{conv2[1]}.weight"]
+    assert direct[conv2[1]].shape == (params["out.weight"].shape[0], *weight.shape[1:])
+    assert all(b.dim() == 2 for name, b in direct.items() if name != conv2[1])    # dense layers: dense B
+    expected = feedback_grads(plain, params, {}, x, y, spec.loss, direct=direct)
+    assert_close_all(run_graph(program, x, y), expected)
+    # the default keeps Nokland's dense matrix for the same layer
+    dense = compile_experiment(spec.model_copy(update={"rule": DFA()}))
+    assert dense.state[f"{conv2[1]}.feedback"].dim() == 2
+
+
+def test_dfa_biotorch_conv_kernel_law():
+    """BioTorch draws the kernel by xavier_uniform_: bound sqrt(6 / (C_in k^2 + classes k^2))."""
+    seed = two_conv_seeds(1)[0]
+    spec, plain, program, params, x, y = setup(seed, "conv", DFA(conv_feedback="kernel"))
+    (kernel,) = [b for b in program.state.values() if b.dim() == 4]
+    classes, channels, k, _ = kernel.shape
+    bound = math.sqrt(6 / (channels * k * k + classes * k * k))
+    assert float(kernel.abs().max()) <= bound and float(kernel.abs().max()) > bound / 2
+
 # ---- sign symmetry -----------------------------------------------------------------------------------
 
 def fan_in(layer, weight):

@@ -8,9 +8,9 @@ normalises). Xavier (Glorot uniform) init, zero biases, every layer trained by t
 Recipe: Benchmarks.md's MNIST prose (SGD, momentum 0.9, weight decay 1e-3, batch 64, 100 epochs, lr / 10 at
 epochs 50 and 75) with the per-rule learning rates of benchmark_configs/cifar10/le_net/sgd/*.yaml (the only
 per-rule rates BioTorch publishes; no MNIST config is in the repository): BP, uSF, brSF, frSF 0.1, FA 1e-3,
-DFA 1e-4. Rules: uSF / brSF / frSF with BioTorch's magnitudes (Xavier std scale; |Xavier draws|), DFA with
-BioTorch's dense law (Glorot over (classes, features)); BioTorch's conv DFA uses a k x k kernel instead
-(docs/DEVIATIONS.md). BioTorch's published MNIST errors (Benchmarks.md, top-1 %, 100 epochs) are in
+DFA 1e-4. Rules: uSF / brSF / frSF with BioTorch's magnitudes (Xavier std scale; |Xavier draws|), DFA in
+BioTorch's forms (layers/dfa/): a Glorot (classes, features) B for dense layers, a Glorot (classes, C_in, k, k)
+kernel for conv layers (conv_feedback 'kernel'). BioTorch's published MNIST errors (Benchmarks.md, top-1 %, 100 epochs) are in
 BENCHMARK_ERRORS."""
 
 from .data import MNIST
@@ -42,7 +42,7 @@ def rule_spec(rule: str):
     if rule == "fa":
         return FA()
     if rule == "dfa":
-        return DFA(feedback_init=GlorotUniform())
+        return DFA(feedback_init=GlorotUniform(), conv_feedback="kernel")
     if rule in ("usf", "brsf", "frsf"):
         return SignSymmetry(variant=rule, magnitudes="biotorch")
     raise ValueError(f"rule must be one of {RULES}, not {rule!r}")

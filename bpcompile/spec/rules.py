@@ -51,7 +51,15 @@ class DFA(SpecModel):
     feedback_init: Optional[InitSpec] = Field(
         None, description="Law of B over (classes, F) with fan_in = classes, fan_out = F. Default: Nokland's "
         "U(-1/sqrt(F), 1/sqrt(F)) (anokland/dfa-torch ErrorFeedback.lua; TinyDFA's law too). glorot_uniform gives "
-        "BioTorch's dense DFA law (its conv layers use a k x k kernel instead: docs/DEVIATIONS.md).",
+        "BioTorch's dense DFA law. Under conv_feedback 'kernel' the law is over the conv layers' (classes, C_in, k, "
+        "k) kernels with fan_in = C_in k^2, fan_out = classes k^2 (default there: glorot_uniform, BioTorch's).",
+    )
+    conv_feedback: Literal["dense", "kernel"] = Field(
+        "dense", description="How the error reaches a conv layer's input. 'dense' (Nokland's dfa-torch, TinyDFA): "
+        "one (classes, C H W) matrix, every input unit its own random weights. 'kernel' (BioTorch, "
+        "layers/dfa/conv.py): a (classes, C_in, k, k) kernel; e is repeated over the layer's output positions and "
+        "convolved back through it at the layer's stride and padding, so B shares weights across positions and "
+        "the error at the input is nearly uniform over space. Dense and LC layers take the dense form either way.",
     )
 
 
