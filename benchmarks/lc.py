@@ -37,7 +37,6 @@ import argparse
 import gc
 import json
 import os
-import re
 import statistics
 import sys
 import time
@@ -50,6 +49,8 @@ import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without `pip install -e .` too
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import short_device_name  # noqa: E402
 
 from bpcompile.nn.ops.locally_connected import (  # noqa: E402
     lc_forward_reference,
@@ -453,16 +454,6 @@ def goals(rows: list[dict]) -> dict:
              "failed, peak memory off CUDA); a baseline that ran out of memory counts as met; speedups are fwd+bwd; "
              "peak_mem compares peak_total_mb with weights_activations_mb")
     return {"summary": summary, "cases": cases, "notes": notes}
-
-
-def short_device_name(device: torch.device) -> str:
-    if device.type != "cuda":
-        return device.type
-    words = torch.cuda.get_device_name(device).split()
-    for word in words:  # 'NVIDIA H100 80GB HBM3' -> 'h100'
-        if any(ch.isdigit() for ch in word) and word.upper() not in ("NVIDIA",):
-            return re.sub(r"[^a-z0-9]+", "", word.lower())
-    return re.sub(r"[^a-z0-9]+", "_", words[-1].lower()) if words else "cuda"
 
 
 def fmt(value, spec=".3f") -> str:

@@ -40,7 +40,6 @@ Writes benchmarks/results/resnet{depth}_throughput_<device-tag>.json, the tag be
 import argparse
 import gc
 import json
-import re
 import statistics
 import sys
 import time
@@ -53,6 +52,8 @@ import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without `pip install -e .` too
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import short_device_name  # noqa: E402
 
 from bpcompile.compiler import compile_experiment  # noqa: E402
 from bpcompile.optim import build_optimizer  # noqa: E402
@@ -332,16 +333,6 @@ def add_comparisons(rows: list[dict]) -> dict:
 # ----------------------------------------------------------------------------------------------------------
 # Output
 # ----------------------------------------------------------------------------------------------------------
-
-def short_device_name(device: torch.device) -> str:
-    if device.type != "cuda":
-        return device.type
-    words = torch.cuda.get_device_name(device).split()
-    for word in words:  # 'NVIDIA H100 80GB HBM3' -> 'h100'
-        if any(ch.isdigit() for ch in word) and word.upper() != "NVIDIA":
-            return re.sub(r"[^a-z0-9]+", "", word.lower())
-    return re.sub(r"[^a-z0-9]+", "_", words[-1].lower()) if words else "cuda"
-
 
 def device_tag(device, args) -> str:
     tag = short_device_name(device)

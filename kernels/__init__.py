@@ -4,5 +4,11 @@
 gradient, with implicit im2col. Each kernel has the signature of its plain-PyTorch reference op in
 bpcompile/nn/ops/locally_connected.py; the lowering pass (bpcompile/compiler/lower.py) registers them as the
 'triton' implementations and prefers them on CUDA. Tests: tests/test_kernels_lc.py (Triton interpreter on CPU);
-benchmark: benchmarks/lc.py (GPU). This package imports nothing of bpcompile.
+benchmark: benchmarks/lc.py (GPU).
+
+`feedback.py`: (g @ B) * f'(saved), a dense layer's input error with the activation's derivative applied in the
+same kernel (FA/KP/WM/BP's B or W, sign(W) * s on the fly, DFA's projection). Lowering puts it in for the pattern
+grad_input -> activation backward when $BPCOMPILE_FUSE_FEEDBACK=1. Tests: tests/test_kernels_feedback.py;
+benchmark: benchmarks/feedback.py. `benchmarks/gpu_check.sh` runs the kernel tests on a GPU and every GPU
+benchmark in one prepared run. This package imports nothing of bpcompile.
 """

@@ -15,6 +15,7 @@ from bpcompile.nn.ops.locally_connected import (  # noqa: E402
     lc_forward_reference, lc_grad_input_reference, lc_grad_weight_reference,
 )
 from bpcompile.spec import FA, BP, KolenPollack, SignSymmetry  # noqa: E402
+from kernel_device import cpu_only, to_device  # noqa: E402
 from random_nets import batch, make_spec, run_graph  # noqa: E402
 
 
@@ -32,7 +33,7 @@ def case(seed):
     w = torch.randn(h_out * w_out, out_ch, kernel * kernel * channels, generator=g)
     b = torch.randn(out_ch, h_out, w_out, generator=g) if rng.random() < 0.7 else None
     grad_out = torch.randn(batch_size, out_ch, h_out, w_out, generator=g)
-    return x, w, b, grad_out, kernel, stride, padding
+    return (*to_device(x, w, b, grad_out), kernel, stride, padding)
 
 
 def close(a, b):
@@ -83,9 +84,11 @@ def test_a_paper_shape_with_ragged_blocks():
     x = torch.randn(3, 1, 28, 28, generator=g)
     w = torch.randn(196, 32, 9, generator=g)
     b = torch.randn(32, 14, 14, generator=g)
+    x, w, b = to_device(x, w, b)
     close(lc_forward(x, w, b, 3, 2, 1), lc_forward_reference(x, w, b, 3, 2, 1))
 
 
+@cpu_only
 @pytest.mark.parametrize("rule", [BP(), FA(), SignSymmetry(), KolenPollack()], ids=["bp", "fa", "ss", "kp"])
 def test_programs_lowered_to_triton_compute_the_reference_updates(rule):
     # a net with two LC layers, so that an LC input gradient exists (the first layer's is never computed)

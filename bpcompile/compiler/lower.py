@@ -6,7 +6,13 @@ on CUDA the Triton kernels of bpcompile.kernels are preferred where an op has
 one (the locally connected ops), and a sign-symmetry input gradient of an LC
 layer becomes one kernel that takes sign(W) on the fly. The choice is recorded
 in node.meta for `inspect`. `prefer` overrides the order (the tests run the
-Triton kernels on CPU through the interpreter)."""
+Triton kernels on CPU through the interpreter).
+
+With $BPCOMPILE_FUSE_FEEDBACK=1 (and Triton preferred), a dense layer's input
+gradient (any weight source, sign(W) included) or DFA's dense projection that
+feeds only an activation's backward becomes one Triton kernel applying the
+derivative before its store (kernels/feedback.py). Off by default until
+benchmarks/feedback.py has measured it on a GPU."""
 
 import os
 import warnings
@@ -53,6 +59,8 @@ def lower(graph: GraphModule, device: torch.device, prefer: Optional[Sequence[st
         _triton_missing(device, order)
     if "triton" in order and _TRITON_LOADED:
         _fuse_sign_into_lc_grad_input(graph)
+        if os.environ.get("BPCOMPILE_FUSE_FEEDBACK") == "1":
+            _fuse_feedback_products(graph)
     for node in graph.graph.nodes:
         if node.op != "call_function":
             continue
@@ -106,3 +114,47 @@ def _fuse_sign_into_lc_grad_input(graph: GraphModule) -> None:
             with graph.graph.inserting_after(node):
                 scaled = graph.graph.call_function(torch.ops.aten.mul.Tensor, (node, float(scale)))
             node.replace_all_uses_with(scaled, delete_user_cb=lambda user: user is not scaled)
+
+
+# the activation backward ops that follow a dense layer's input gradient, and the kernel's name for each
+_ACTIVATION_BACKWARDS = {
+    torch.ops.aten.tanh_backward.default: "tanh",
+    torch.ops.aten.sigmoid_backward.default: "sigmoid",
+    torch.ops.aten.threshold_backward.default: "relu",
+}
+
+
+def _fuse_feedback_products(graph: GraphModule) -> None:
+    """act_backward(dense_grad_input(g, B), saved) or act_backward(direct_feedback(e, B, [F]), saved) ->
+    feedback_product(g, B, saved, act): the product and f' in one kernel; sign_feedback(W, None, s) as B is
+    taken as sign(W) * s inside it."""
+    from ..kernels import feedback
+
+    grad_input = FAMILIES["dense"].grad_input
+    for node in list(graph.graph.nodes):
+        activation = _ACTIVATION_BACKWARDS.get(node.target) if node.op == "call_function" else None
+        if activation is None or (activation == "relu" and node.args[2] != 0):
+            continue
+        product, saved = node.args[0], node.args[1]
+        if not isinstance(product, torch.fx.Node) or len(product.users) != 1 or product.op != "call_function":
+            continue
+        if product.target is grad_input:
+            g, b = product.args
+        elif product.target is torch.ops.bpcompile.direct_feedback.default and len(product.args[2]) == 1:
+            g, b = product.args[0], product.args[1]
+        else:
+            continue
+        sign, scale = False, 1.0
+        if isinstance(b, torch.fx.Node) and b.target is torch.ops.bpcompile.sign_feedback.default and b.args[1] is None:
+            b, sign, scale = b.args[0], True, float(b.args[2])
+        with graph.graph.inserting_before(node):
+            fused = graph.graph.call_function(feedback.feedback_product, (g, b, saved, activation, sign, scale))
+        for key in ("bpcompile_layer", "bpcompile_role", META_REWRITE):
+            if key in product.meta:
+                fused.meta[key] = product.meta[key]
+        fused.meta[META_OP] = f"{product.target} + {node.target}"
+        fused.meta[META_IMPL] = "triton (feedback fused)"
+        fused.meta[META_REWRITE] = fused.meta.get(META_REWRITE, "") + f"; {activation}'s derivative applied in the kernel"
+        node.replace_all_uses_with(fused)
+        graph.graph.erase_node(node)
+        graph.graph.erase_node(product)
