@@ -155,6 +155,8 @@ def test_report_table_equals_the_summaries_and_plots_exist(tmp_path):
     assert fa_row["best-epoch test error %"] == f"{statistics.mean(s['best_test_error'] for s in fa):.2f}"
     assert fa_row["train error %"] == f"{statistics.mean(s['final_train_error'] for s in fa):.2f}"
     assert fa_row["paper test %"] == "1.85" and fa_row["measured − paper"] == f"{mean - 1.85:+.2f}"
+    best = statistics.mean(s["best_test_error"] for s in fa)
+    assert fa_row["best-epoch − paper"] == f"{best - 1.85:+.2f}" != fa_row["measured − paper"]
     assert fa_row["paper train %"] == "0.00"
 
     bp_row = rows["mnist_fc_bp"]
@@ -165,7 +167,7 @@ def test_report_table_equals_the_summaries_and_plots_exist(tmp_path):
     dtp_row = rows["mnist_fc_dtp"]      # the sweep's best trial only
     assert dtp_row["runs"] == "1"
     assert dtp_row["test error % (mean ± std)"] == f"{trials[1]['final_test_error']:.2f} ± -"
-    assert dtp_row["paper test %"] == "-" and dtp_row["measured − paper"] == "-"
+    assert dtp_row["paper test %"] == "-" and dtp_row["measured − paper"] == dtp_row["best-epoch − paper"] == "-"
     text = report.read_text()
     assert "trial_001" in text and "trial_000" not in text and "trial_002" not in text
     assert "val error 4.30% at epoch 3" in text and "test error at that epoch 3.30%" in text
