@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every GPU check of issue 18 in one prepared run of at most about 10 minutes, for a fresh CUDA machine that has
 # torch and triton (bpcompile's other dependencies on PYTHONPATH, e.g. carried wheels): the kernel tests on the
-# GPU (TRITON_INTERPRET=0), the LC and feedback-product benchmarks (fp32 and tf32), and the rule-epoch benchmark.
+# GPU (TRITON_INTERPRET=0), the LC and feedback-product benchmarks (fp32 and tf32), the rule-epoch benchmark, and
+# the ImageNet LC net's peak memory at batch 256 (estimate against torch.cuda.max_memory_allocated).
 # Every result lands in one folder, at most 8 files, named for benchmarks/results/ (copy them there to commit):
 #   bash benchmarks/gpu_check.sh [OUT_DIR]        (default benchmarks/results/gpu_check; $OUT on the device tool)
 # Each step has its own time limit, so one that hangs or fails leaves the others' results; the exit status is
@@ -20,10 +21,11 @@ step() {      # step SECONDS LOGNAME COMMAND...
     timeout "$limit" "$@" >> "$OUT_DIR/gpu_check.log" 2>&1 || { echo "   $name failed: exit $?" | tee -a "$OUT_DIR/gpu_check.log"; status=1; }
 }
 step 120 kernel-tests "$PYTHON" -m pytest -q -p no:logging tests/test_kernels_lc.py tests/test_kernels_feedback.py
-step 200 lc "$PYTHON" benchmarks/lc.py --batches 32,128,256 --out "$OUT_DIR/lc_$DEV.json"
+step 180 lc "$PYTHON" benchmarks/lc.py --batches 32,128,256 --out "$OUT_DIR/lc_$DEV.json"
 step 60 feedback "$PYTHON" benchmarks/feedback.py --out "$OUT_DIR/feedback_$DEV.json"
 step 60 feedback-tf32 "$PYTHON" benchmarks/feedback.py --precision tf32 --out "$OUT_DIR/feedback_${DEV}_tf32.json"
-step 150 epoch "$PYTHON" benchmarks/epoch.py --device cuda --nets mnist_fc,mnist_lc --steps 100 --repeats 1 \
+step 130 epoch "$PYTHON" benchmarks/epoch.py --device cuda --nets mnist_fc,mnist_lc --steps 100 --repeats 1 \
     --out "$OUT_DIR/epoch_$DEV.json"
+step 90 memory "$PYTHON" benchmarks/memory.py --device cuda --out "$OUT_DIR/memory_$DEV.json"
 ls -la "$OUT_DIR"
 exit $status

@@ -29,7 +29,8 @@ NOTE = (
     "FC cells: 100 epochs, seeds 0, 1, 2 (DTP alternating: seed 0 only, the CPU time ran out). LC cells and the "
     "BP ConvNet: as many epochs as the CPU allowed (the epochs column; seed 0), far from the paper's 500. An epoch of the alternating schedule is an inverse pass then a forward pass "
     "over the same batches (Lee et al.'s code). The paper reports the best test error within 500 epochs of the "
-    "best of 60 configurations; the *test error* column here is the final epoch's. "
+    "best of 60 configurations; the *test error* column here is the final epoch's, and *best-epoch − paper* "
+    "compares the best epoch as the paper does. "
     "Retrain: `python results/bartunov_mnist/run.py --data-dir ../shared/data --seeds 0,1,2 --jobs 2`; "
     "regenerate this file from the committed runs: `python results/bartunov_mnist/run.py --report-only`."
 )
