@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Every GPU check of issue 18 in one prepared run of at most about 10 minutes, for a fresh CUDA machine that has
 # torch and triton (bpcompile's other dependencies on PYTHONPATH, e.g. carried wheels): the kernel tests on the
-# GPU (TRITON_INTERPRET=0), the LC and feedback-product benchmarks (fp32 and tf32), the rule-epoch benchmark, and
+# GPU (TRITON_INTERPRET=0), the LC, feedback-product (fp32 and tf32) and
+# difference-target benchmarks, the rule-epoch benchmark, and
 # the ImageNet LC net's peak memory at batch 256 (estimate against torch.cuda.max_memory_allocated).
-# Every result lands in one folder, at most 8 files, named for benchmarks/results/ (copy them there to commit):
+# Every result lands in one folder, at most 9 files, named for benchmarks/results/ (copy them there to commit):
 #   bash benchmarks/gpu_check.sh [OUT_DIR]        (default benchmarks/results/gpu_check; $OUT on the device tool)
 # Each step has its own time limit, so one that hangs or fails leaves the others' results; the exit status is
 # that of the last failing step.
@@ -20,12 +21,14 @@ step() {      # step SECONDS LOGNAME COMMAND...
     echo "== $name ($limit s): $*" | tee -a "$OUT_DIR/gpu_check.log"
     timeout "$limit" "$@" >> "$OUT_DIR/gpu_check.log" 2>&1 || { echo "   $name failed: exit $?" | tee -a "$OUT_DIR/gpu_check.log"; status=1; }
 }
-step 120 kernel-tests "$PYTHON" -m pytest -q -p no:logging tests/test_kernels_lc.py tests/test_kernels_feedback.py
-step 180 lc "$PYTHON" benchmarks/lc.py --batches 32,128,256 --out "$OUT_DIR/lc_$DEV.json"
-step 60 feedback "$PYTHON" benchmarks/feedback.py --out "$OUT_DIR/feedback_$DEV.json"
-step 60 feedback-tf32 "$PYTHON" benchmarks/feedback.py --precision tf32 --out "$OUT_DIR/feedback_${DEV}_tf32.json"
-step 130 epoch "$PYTHON" benchmarks/epoch.py --device cuda --nets mnist_fc,mnist_lc --steps 100 --repeats 1 \
+step 100 kernel-tests "$PYTHON" -m pytest -q -p no:logging tests/test_kernels_lc.py tests/test_kernels_feedback.py \
+    tests/test_kernels_target.py
+step 150 lc "$PYTHON" benchmarks/lc.py --batches 32,128,256 --out "$OUT_DIR/lc_$DEV.json"
+step 45 feedback "$PYTHON" benchmarks/feedback.py --out "$OUT_DIR/feedback_$DEV.json"
+step 45 feedback-tf32 "$PYTHON" benchmarks/feedback.py --precision tf32 --out "$OUT_DIR/feedback_${DEV}_tf32.json"
+step 45 target "$PYTHON" benchmarks/target.py --out "$OUT_DIR/target_$DEV.json"
+step 110 epoch "$PYTHON" benchmarks/epoch.py --device cuda --nets mnist_fc,mnist_lc --steps 100 --repeats 1 \
     --out "$OUT_DIR/epoch_$DEV.json"
-step 90 memory "$PYTHON" benchmarks/memory.py --device cuda --out "$OUT_DIR/memory_$DEV.json"
+step 75 memory "$PYTHON" benchmarks/memory.py --device cuda --out "$OUT_DIR/memory_$DEV.json"
 ls -la "$OUT_DIR"
 exit $status

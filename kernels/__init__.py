@@ -9,6 +9,12 @@ benchmark: benchmarks/lc.py (GPU).
 `feedback.py`: (g @ B) * f'(saved), a dense layer's input error with the activation's derivative applied in the
 same kernel (FA/KP/WM/BP's B or W, sign(W) * s on the fly, DFA's projection). Lowering puts it in for the pattern
 grad_input -> activation backward when $BPCOMPILE_FUSE_FEEDBACK=1. Tests: tests/test_kernels_feedback.py;
-benchmark: benchmarks/feedback.py. `benchmarks/gpu_check.sh` runs the kernel tests on a GPU and every GPU
+benchmark: benchmarks/feedback.py.
+
+`target.py`: difference target propagation's target through a dense inverse, h + f(t V + c) - f(h' V + c), both
+products in one K loop sharing each tile of V. Lowering puts it in for DTP's, SDTP's and AO-SDTP's dense targets
+when $BPCOMPILE_FUSE_TARGETS=1. Tests: tests/test_kernels_target.py; benchmark: benchmarks/target.py.
+
+`benchmarks/gpu_check.sh` runs the kernel tests on a GPU and every GPU
 benchmark in one prepared run. This package imports nothing of bpcompile.
 """

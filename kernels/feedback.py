@@ -15,17 +15,16 @@ is applied to the accumulator before the one store.
 `feedback_product_reference` is the same in plain PyTorch (the unfused form the graph runs without this
 kernel). Products accumulate in fp32 (TF32 when torch.backends.cuda.matmul.allow_tf32 is set); the output has
 g's dtype. One program per (BLOCK_M x BLOCK_N) output tile, a K loop of tl.dot, as the Triton matmul tutorial.
-Autotuned on a GPU; one fixed configuration under the interpreter (TRITON_INTERPRET=1, the CPU tests).
+Tiles (autotuned on a GPU, one fixed under the interpreter): kernels/tiling.py.
 Tests: tests/test_kernels_feedback.py; benchmark: benchmarks/feedback.py. This module imports nothing of
 bpcompile."""
-
-import os
 
 import torch
 import triton
 import triton.language as tl
 
-INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+from .tiling import matmul_tiled
+
 ACTIVATIONS = {"identity": 0, "tanh": 1, "sigmoid": 2, "relu": 3}
 
 
@@ -75,15 +74,7 @@ def _feedback_kernel(
     tl.store(out_ptr + offs_m[:, None] * N + offs_n[None, :], acc.to(out_ptr.dtype.element_ty), mask=mask)
 
 
-def _configs():
-    sizes = [(32, 32, 32), (64, 64, 32), (128, 64, 32), (64, 128, 32), (128, 128, 32)]
-    return [triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k}, num_warps=4, num_stages=3) for m, n, k in sizes]
-
-
-if INTERPRET:      # the interpreter cannot time configurations: one fixed one
-    _kernel, _FIXED = _feedback_kernel, {"BLOCK_M": 32, "BLOCK_N": 32, "BLOCK_K": 32}
-else:
-    _kernel, _FIXED = triton.autotune(configs=_configs(), key=["M", "N", "K"])(_feedback_kernel), {}
+_kernel, _FIXED = matmul_tiled(_feedback_kernel)
 
 
 def feedback_product(g, b, saved, activation, sign=False, scale=1.0):

@@ -12,7 +12,7 @@ pytest.importorskip("triton")
 from bpcompile.compiler import compile_experiment  # noqa: E402
 from bpcompile.kernels.feedback import feedback_product, feedback_product_reference  # noqa: E402
 from bpcompile.spec import BP, DFA, FA, KolenPollack, SignSymmetry  # noqa: E402
-from kernel_device import ON_GPU, cpu_only, to_device  # noqa: E402
+from kernel_device import BF16, cpu_only, to_device  # noqa: E402
 from random_nets import batch, make_spec, run_graph  # noqa: E402
 
 ACTIVATIONS = ["identity", "tanh", "sigmoid", "relu"]
@@ -48,11 +48,7 @@ def test_sign_form_takes_sign_and_scale_inside(activation):
                                rtol=1e-5, atol=1e-5)
 
 
-BF16_ON_CPU = pytest.mark.skip(reason="the Triton interpreter computes bf16 on its uint16 bit patterns "
-                               "(triton-lang/triton#11584, not supported yet): bf16 is checked on the GPU run")
-
-
-@pytest.mark.parametrize("precision", [pytest.param("bf16", marks=[] if ON_GPU else [BF16_ON_CPU]), "tf32"])
+@pytest.mark.parametrize("precision", [BF16, "tf32"])
 def test_lower_precisions_within_their_tolerances(precision):
     """bf16 inputs give a bf16 output (fp32 accumulation); TF32 when torch allows it for matmuls."""
     grad, b, saved = case(3, "tanh")

@@ -15,7 +15,7 @@ from bpcompile.nn.ops.locally_connected import (  # noqa: E402
     lc_forward_reference, lc_grad_input_reference, lc_grad_weight_reference,
 )
 from bpcompile.spec import FA, BP, KolenPollack, SignSymmetry  # noqa: E402
-from kernel_device import cpu_only, to_device  # noqa: E402
+from kernel_device import BF16, cpu_only, to_device  # noqa: E402
 from random_nets import batch, make_spec, run_graph  # noqa: E402
 
 
@@ -86,6 +86,70 @@ def test_a_paper_shape_with_ragged_blocks():
     b = torch.randn(32, 14, 14, generator=g)
     x, w, b = to_device(x, w, b)
     close(lc_forward(x, w, b, 3, 2, 1), lc_forward_reference(x, w, b, 3, 2, 1))
+
+
+# (batch, channels, height, width, out channels, kernel, stride, padding): the shapes random cases rarely draw
+ODD_SHAPES = {
+    "primes_stride_not_dividing": (3, 5, 7, 11, 3, 3, 2, 1),
+    "stride_3_on_13": (2, 7, 13, 13, 5, 4, 3, 0),
+    "kernel_larger_than_input": (2, 2, 3, 3, 3, 5, 1, 2),
+    "kernel_larger_than_input_strided": (1, 3, 2, 5, 2, 5, 2, 2),
+    "one_by_one_input": (4, 3, 1, 1, 7, 1, 1, 0),
+    "one_by_one_input_padded": (2, 1, 1, 1, 2, 3, 1, 1),
+    "three_channels_wide_output": (3, 3, 9, 9, 37, 3, 1, 1),     # RGB input against the 16-wide channel block
+}
+
+
+def odd_case(name, dtype=torch.float32):
+    batch_size, channels, height, width, out_ch, kernel, stride, padding = ODD_SHAPES[name]
+    h_out = (height + 2 * padding - kernel) // stride + 1
+    w_out = (width + 2 * padding - kernel) // stride + 1
+    g = torch.Generator().manual_seed(len(name))
+    x = torch.randn(batch_size, channels, height, width, generator=g)
+    w = torch.randn(h_out * w_out, out_ch, kernel * kernel * channels, generator=g)
+    b = torch.randn(out_ch, h_out, w_out, generator=g)
+    grad_out = torch.randn(batch_size, out_ch, h_out, w_out, generator=g)
+    return (*to_device(*(t.to(dtype) for t in (x, w, b, grad_out))), kernel, stride, padding)
+
+
+def all_three(x, w, b, grad_out, kernel, stride, padding, sign=False):
+    h, wd = x.shape[2:]
+    return (lc_forward(x, w, b, kernel, stride, padding), lc_grad_weight(grad_out, x, kernel, stride, padding),
+            lc_grad_input(grad_out, w, h, wd, kernel, stride, padding, sign_weight=sign))
+
+
+def all_three_reference(x, w, b, grad_out, kernel, stride, padding, sign=False):
+    h, wd = x.shape[2:]
+    return (lc_forward_reference(x, w, b, kernel, stride, padding),
+            lc_grad_weight_reference(grad_out, x, kernel, stride, padding),
+            lc_grad_input_reference(grad_out, torch.sign(w) if sign else w, h, wd, kernel, stride, padding))
+
+
+@pytest.mark.parametrize("name", ODD_SHAPES)
+def test_odd_shapes_match_reference_ops(name):
+    inputs = odd_case(name)
+    for sign in (False, True):
+        for found, expected in zip(all_three(*inputs, sign=sign), all_three_reference(*inputs, sign=sign)):
+            close(found, expected)
+
+
+@pytest.mark.parametrize("precision", [BF16, "tf32"])
+@pytest.mark.parametrize("name", ["primes_stride_not_dividing", "three_channels_wide_output"])
+def test_lower_precisions_within_their_tolerances(precision, name):
+    """Against float64: bf16 inputs give bf16 outputs (fp32 accumulation); TF32 when torch allows it. Tolerances
+    scale with each output's largest value (K = k*k*C terms of unit variance per output)."""
+    inputs = odd_case(name, torch.bfloat16 if precision == "bf16" else torch.float32)
+    expected = all_three_reference(*(t.double() if isinstance(t, torch.Tensor) else t for t in inputs))
+    before = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
+    try:
+        found = all_three(*inputs)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before
+    tolerance = 2e-2 if precision == "bf16" else 5e-3
+    for out, ref in zip(found, expected):
+        assert out.dtype == inputs[0].dtype
+        torch.testing.assert_close(out.double(), ref, rtol=tolerance, atol=tolerance * float(ref.abs().max()))
 
 
 @cpu_only

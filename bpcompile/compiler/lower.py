@@ -11,8 +11,11 @@ Triton kernels on CPU through the interpreter).
 With $BPCOMPILE_FUSE_FEEDBACK=1 (and Triton preferred), a dense layer's input
 gradient (any weight source, sign(W) included) or DFA's dense projection that
 feeds only an activation's backward becomes one Triton kernel applying the
-derivative before its store (kernels/feedback.py). Off by default until
-benchmarks/feedback.py has measured it on a GPU."""
+derivative before its store (kernels/feedback.py). With $BPCOMPILE_FUSE_TARGETS=1,
+difference target propagation's target through a dense inverse, h + g(t) - g(h')
+with g(x) = f(x V + c), becomes one Triton kernel (kernels/target.py). Both are
+off by default until benchmarks/feedback.py and benchmarks/target.py have
+measured them on a GPU."""
 
 import os
 import warnings
@@ -61,6 +64,8 @@ def lower(graph: GraphModule, device: torch.device, prefer: Optional[Sequence[st
         _fuse_sign_into_lc_grad_input(graph)
         if os.environ.get("BPCOMPILE_FUSE_FEEDBACK") == "1":
             _fuse_feedback_products(graph)
+        if os.environ.get("BPCOMPILE_FUSE_TARGETS") == "1":
+            _fuse_difference_targets(graph)
     for node in graph.graph.nodes:
         if node.op != "call_function":
             continue
@@ -158,3 +163,76 @@ def _fuse_feedback_products(graph: GraphModule) -> None:
         node.replace_all_uses_with(fused)
         graph.graph.erase_node(node)
         graph.graph.erase_node(product)
+
+
+# the activations an inverse g(x) = f(x V + c) ends in, and the kernel's name for each (no node: identity)
+_INVERSE_ACTIVATIONS = {
+    torch.ops.aten.tanh.default: "tanh",
+    torch.ops.aten.sigmoid.default: "sigmoid",
+    torch.ops.aten.relu.default: "relu",
+}
+
+
+def _dense_inverse(node):
+    """node = f(dense_grad_input(x, V) + c), each part used once -> (x, V, c, f, [its nodes]); else None."""
+    if not isinstance(node, torch.fx.Node) or node.op != "call_function":
+        return None
+    nodes, activation = [], "identity"
+    if node.target in _INVERSE_ACTIVATIONS:
+        activation = _INVERSE_ACTIVATIONS[node.target]
+        nodes.append(node)
+        node = node.args[0]
+    if not (isinstance(node, torch.fx.Node) and node.target is torch.ops.aten.add.Tensor and len(node.args) == 2):
+        return None
+    product, bias = node.args
+    nodes.append(node)
+    if not (isinstance(product, torch.fx.Node) and product.target is FAMILIES["dense"].grad_input
+            and isinstance(bias, torch.fx.Node)):
+        return None
+    nodes.append(product)
+    if any(len(n.users) != 1 for n in nodes):
+        return None
+    x, weight = product.args
+    return x, weight, bias, activation, nodes
+
+
+def _difference_parts(node):
+    """(h_below, added inverse, subtracted inverse, [the two outer nodes]) of the two forms the TP rules trace:
+    (h_below + g(t)) - g(h) (DTP's propagation) and (h_below - g(h)) + g(t) (SDTP's label target); else None."""
+    aten = torch.ops.aten
+    if node.op != "call_function" or node.target not in (aten.sub.Tensor, aten.add.Tensor) or len(node.args) != 2:
+        return None
+    inner, outer_operand = node.args
+    other = aten.add.Tensor if node.target is aten.sub.Tensor else aten.sub.Tensor
+    if not (isinstance(inner, torch.fx.Node) and inner.target is other and len(inner.args) == 2
+            and len(inner.users) == 1):
+        return None
+    below, inner_operand = inner.args
+    outer, inner_inverse = _dense_inverse(outer_operand), _dense_inverse(inner_operand)
+    if outer is None or inner_inverse is None:
+        return None
+    added, subtracted = (inner_inverse, outer) if node.target is aten.sub.Tensor else (outer, inner_inverse)
+    return below, added, subtracted, [node, inner]
+
+
+def _fuse_difference_targets(graph: GraphModule) -> None:
+    """h_below + f(t V + c) - f(h V + c), V a dense inverse's weight -> difference_target(h_below, t, h, V, c, f)."""
+    from ..kernels import target
+
+    for node in list(graph.graph.nodes):
+        parts = _difference_parts(node)
+        if parts is None:
+            continue
+        below, added, subtracted, outer_nodes = parts
+        (t, weight, bias, activation, added_nodes), (h, weight_2, bias_2, activation_2, subtracted_nodes) = added, subtracted
+        if (weight, bias, activation) != (weight_2, bias_2, activation_2):
+            continue
+        with graph.graph.inserting_before(node):
+            fused = graph.graph.call_function(target.difference_target, (below, t, h, weight, bias, activation))
+        fused.meta.update({k: v for k, v in node.meta.items() if k not in (META_OP, META_IMPL)})
+        fused.meta[META_OP] = "difference target: h + g(t) - g(h'), g = f(x V + c)"
+        fused.meta[META_IMPL] = "triton (target fused)"
+        fused.meta[META_REWRITE] = fused.meta.get(META_REWRITE, "") + f"; both inverse passes and {activation} in one kernel"
+        node.replace_all_uses_with(fused)
+        for dead in outer_nodes + added_nodes + subtracted_nodes:     # users before what they use
+            graph.graph.erase_node(dead)
