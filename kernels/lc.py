@@ -19,36 +19,36 @@ x[b, ch, r * stride + i - padding, c * stride + j - padding] (zero outside the i
 Inputs are taken with their strides (non-contiguous inputs work; x is made channels-last first so that patch
 entries, channel fastest, are contiguous in memory). Matrix products accumulate in fp32; they use TF32 when
 torch.backends.cuda.matmul.allow_tf32 is set, bf16 inputs give bf16 outputs. On a GPU the block sizes are
-autotuned; under the Triton interpreter (TRITON_INTERPRET=1, the CPU tests) one fixed configuration is used.
+autotuned; under the Triton interpreter (TRITON_INTERPRET=1, the CPU tests) one fixed configuration is used
+(kernels/tiling.py). The patch-address decoding the forward and weight-gradient kernels share is one @triton.jit
+helper, `_patch_addresses`.
 This module imports nothing of bpcompile."""
-
-import os
 
 import torch
 import triton
 import triton.language as tl
 
-INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+from .tiling import autotuned, configs
 
 
 def _precision() -> str:
     return "tf32" if torch.backends.cuda.matmul.allow_tf32 else "ieee"
 
 
-def _autotuned(kernel, configs, key):
-    """Autotune on a GPU; one fixed configuration under the interpreter (which cannot time configs)."""
-    if INTERPRET:
-        return kernel, configs[0].kwargs
-    return triton.autotune(configs=configs, key=key)(kernel), {}
-
-
-def _configs(names, values, warps=(4,), stages=(3,)):
-    out = []
-    for v in values:
-        for w in warps:
-            for s in stages:
-                out.append(triton.Config(dict(zip(names, v)), num_warps=w, num_stages=s))
-    return out
+@triton.jit
+def _patch_addresses(p, offs_k, K, C, H, W, W_OUT, sxc, sxh, sxw,
+                     KERNEL: tl.constexpr, STRIDE: tl.constexpr, PAD: tl.constexpr):
+    """Output position p's patch entries offs_k -> (offsets into one image of x, which entries lie inside it).
+    Entry k is (kernel row, kernel col, channel) = (k // (KERNEL C), (k // C) % KERNEL, k % C), channel fastest."""
+    r = p // W_OUT
+    c = p % W_OUT
+    i = offs_k // (KERNEL * C)
+    j = (offs_k // C) % KERNEL
+    ch = offs_k % C
+    h = r * STRIDE + i - PAD
+    w = c * STRIDE + j - PAD
+    inside = (offs_k < K) & (h >= 0) & (h < H) & (w >= 0) & (w < W)
+    return ch * sxc + h * sxh + w * sxw, inside
 
 
 # ---- forward -------------------------------------------------------------------------------------------------
@@ -65,20 +65,12 @@ def _lc_forward_kernel(
     p = tl.program_id(0)
     offs_b = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)
     offs_o = tl.program_id(2) * BLOCK_O + tl.arange(0, BLOCK_O)
-    r = p // W_OUT
-    c = p % W_OUT
     acc = tl.zeros((BLOCK_B, BLOCK_O), dtype=tl.float32)
     for k0 in range(0, K, BLOCK_K):
         offs_k = k0 + tl.arange(0, BLOCK_K)
-        # decode patch entry k -> (kernel row, kernel col, channel) -> input pixel
-        i = offs_k // (KERNEL * C)
-        j = (offs_k // C) % KERNEL
-        ch = offs_k % C
-        h = r * STRIDE + i - PAD
-        w = c * STRIDE + j - PAD
-        k_ok = (offs_k < K) & (h >= 0) & (h < H) & (w >= 0) & (w < W)
+        pixel, k_ok = _patch_addresses(p, offs_k, K, C, H, W, W_OUT, sxc, sxh, sxw, KERNEL, STRIDE, PAD)
         patch = tl.load(
-            x_ptr + offs_b[:, None] * sxb + (ch * sxc + h * sxh + w * sxw)[None, :],
+            x_ptr + offs_b[:, None] * sxb + pixel[None, :],
             mask=(offs_b[:, None] < B) & k_ok[None, :], other=0.0,
         )
         weight = tl.load(
@@ -94,8 +86,8 @@ def _lc_forward_kernel(
 
 
 # a few configurations each: every (kernel, stride, padding) is its own compile, so autotuning time grows fast
-_FWD_CONFIGS = _configs(("BLOCK_B", "BLOCK_O", "BLOCK_K"), [(32, 32, 32), (64, 64, 32), (128, 64, 32), (128, 128, 32)])
-_lc_forward, _FWD_FIXED = _autotuned(_lc_forward_kernel, _FWD_CONFIGS, ["B", "O", "K", "P"])
+_FWD_CONFIGS = configs(("BLOCK_B", "BLOCK_O", "BLOCK_K"), [(32, 32, 32), (64, 64, 32), (128, 64, 32), (128, 128, 32)])
+_lc_forward, _FWD_FIXED = autotuned(_lc_forward_kernel, _FWD_CONFIGS, ["B", "O", "K", "P"])
 
 
 def _out_size(size, kernel, stride, padding):
@@ -137,20 +129,13 @@ def _lc_grad_weight_kernel(
     p = tl.program_id(0)
     offs_o = tl.program_id(1) * BLOCK_O + tl.arange(0, BLOCK_O)
     offs_k = tl.program_id(2) * BLOCK_K + tl.arange(0, BLOCK_K)
-    r = p // W_OUT
-    c = p % W_OUT
-    i = offs_k // (KERNEL * C)
-    j = (offs_k // C) % KERNEL
-    ch = offs_k % C
-    h = r * STRIDE + i - PAD
-    w = c * STRIDE + j - PAD
-    k_ok = (offs_k < K) & (h >= 0) & (h < H) & (w >= 0) & (w < W)
+    pixel, k_ok = _patch_addresses(p, offs_k, K, C, H, W, W_OUT, sxc, sxh, sxw, KERNEL, STRIDE, PAD)
     acc = tl.zeros((BLOCK_O, BLOCK_K), dtype=tl.float32)
     for b0 in range(0, B, BLOCK_B):
         offs_b = b0 + tl.arange(0, BLOCK_B)
         grad = tl.load(g_ptr + offs_o[:, None] * sgo + offs_b[None, :] * sgb + p * sgp,
                        mask=(offs_o[:, None] < O) & (offs_b[None, :] < B), other=0.0)
-        patch = tl.load(x_ptr + offs_b[:, None] * sxb + (ch * sxc + h * sxh + w * sxw)[None, :],
+        patch = tl.load(x_ptr + offs_b[:, None] * sxb + pixel[None, :],
                         mask=(offs_b[:, None] < B) & k_ok[None, :], other=0.0)
         acc = tl.dot(grad, patch, acc, input_precision=INPUT_PRECISION)
     # grad_w is contiguous (P, O, K)
@@ -158,8 +143,8 @@ def _lc_grad_weight_kernel(
              acc.to(gw_ptr.dtype.element_ty), mask=(offs_o[:, None] < O) & (offs_k[None, :] < K))
 
 
-_GW_CONFIGS = _configs(("BLOCK_B", "BLOCK_O", "BLOCK_K"), [(32, 32, 32), (32, 64, 64), (64, 64, 64), (32, 128, 64)])
-_lc_grad_weight, _GW_FIXED = _autotuned(_lc_grad_weight_kernel, _GW_CONFIGS, ["B", "O", "K"])
+_GW_CONFIGS = configs(("BLOCK_B", "BLOCK_O", "BLOCK_K"), [(32, 32, 32), (32, 64, 64), (64, 64, 64), (32, 128, 64)])
+_lc_grad_weight, _GW_FIXED = autotuned(_lc_grad_weight_kernel, _GW_CONFIGS, ["B", "O", "K"])
 
 
 def lc_grad_weight(grad_out, x, kernel, stride, padding):
@@ -226,8 +211,8 @@ def _lc_grad_input_kernel(
              acc.to(gx_ptr.dtype.element_ty), mask=(offs_b[:, None] < B) & (offs_c[None, :] < C))
 
 
-_GX_CONFIGS = _configs(("BLOCK_B", "BLOCK_O", "BLOCK_C"), [(32, 32, 16), (64, 32, 16), (64, 64, 32), (128, 64, 64)])
-_lc_grad_input, _GX_FIXED = _autotuned(_lc_grad_input_kernel, _GX_CONFIGS, ["B", "O", "C"])
+_GX_CONFIGS = configs(("BLOCK_B", "BLOCK_O", "BLOCK_C"), [(32, 32, 16), (64, 32, 16), (64, 64, 32), (128, 64, 64)])
+_lc_grad_input, _GX_FIXED = autotuned(_lc_grad_input_kernel, _GX_CONFIGS, ["B", "O", "C"])
 
 
 def lc_grad_input(grad_out, weight, in_height, in_width, kernel, stride, padding, sign_weight=False):

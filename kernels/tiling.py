@@ -1,19 +1,27 @@
-"""The tile configurations the matmul-shaped kernels (feedback.py, target.py) share: autotuned over a few
-BLOCK_M x BLOCK_N x BLOCK_K tiles on a GPU, one fixed tile under the interpreter (TRITON_INTERPRET=1), which
-cannot time configurations."""
+"""Block-size configurations the kernels share: autotuned on a GPU, the first configuration under the interpreter
+(TRITON_INTERPRET=1, the CPU tests), which cannot time configurations."""
 
 import os
 
 import triton
 
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
-TILES = [(32, 32, 32), (64, 64, 32), (128, 64, 32), (64, 128, 32), (128, 128, 32)]
+MATMUL_TILES = [(32, 32, 32), (64, 64, 32), (128, 64, 32), (64, 128, 32), (128, 128, 32)]
+
+
+def configs(names, values, warps=(4,), stages=(3,)) -> list:
+    """One triton.Config per block-size tuple in `values` (named by `names`), warp count and stage count."""
+    return [triton.Config(dict(zip(names, v)), num_warps=w, num_stages=s) for v in values for w in warps for s in stages]
+
+
+def autotuned(kernel, candidates: list, key: list):
+    """(the kernel to launch, the block sizes to pass it): autotuned over `candidates` per `key` on a GPU (the
+    autotuner passes the sizes), the first candidate under the interpreter."""
+    if INTERPRET:
+        return kernel, candidates[0].kwargs
+    return triton.autotune(configs=candidates, key=key)(kernel), {}
 
 
 def matmul_tiled(kernel):
-    """(the kernel to launch, the block sizes to pass it): the fixed tile under the interpreter, else none (the
-    autotuner picks them per (M, N, K))."""
-    if INTERPRET:
-        return kernel, {"BLOCK_M": 32, "BLOCK_N": 32, "BLOCK_K": 32}
-    configs = [triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k}, num_warps=4, num_stages=3) for m, n, k in TILES]
-    return triton.autotune(configs=configs, key=["M", "N", "K"])(kernel), {}
+    """autotuned over BLOCK_M x BLOCK_N x BLOCK_K tiles, keyed by (M, N, K): the matmul-shaped kernels."""
+    return autotuned(kernel, configs(("BLOCK_M", "BLOCK_N", "BLOCK_K"), MATMUL_TILES), ["M", "N", "K"])
