@@ -5,8 +5,10 @@
 
 The data, batch order, optimiser (SGD with the spec's lr, momentum, weight decay and multistep schedule) and
 evaluation come from bpcompile (the spec's loaders: 32x32 MNIST, the same shuffled batches for the same seed);
-the model is BioTorch's: `BioModule(le_net_mnist(), mode=...)` with its own Xavier init and its rule's
-backward (biotorch.layers.*). Writes DIR/metrics.jsonl (epoch, train_loss, test_error) and DIR/summary.json.
+the model is BioTorch's, built as its benchmark builds it (biotorch/models/utils.py, `create_le_net_biomodel`:
+`BioModule(le_net_mnist(), mode=..., copy_weights=False)`), so W and B take BioTorch's Xavier init, and trained
+by its rule's backward (biotorch.layers.*). (BioModule's default copy_weights=True would keep le_net_mnist's
+PyTorch-default W, about half Xavier's scale in the dense layers; runs before this fix did.) Writes DIR/metrics.jsonl (epoch, train_loss, test_error) and DIR/summary.json.
 torchvision is only imported by BioTorch's model zoo, which is not used here: an empty stand-in module is
 registered when torchvision is absent."""
 
@@ -65,8 +67,8 @@ def main() -> None:
     rule = rule_of(spec)
     BioModule, le_net_mnist = import_biotorch()
     torch.manual_seed(args.seed)
-    model = BioModule(le_net_mnist(), mode=MODES[rule], output_dim=10) if rule == "dfa" else \
-        BioModule(le_net_mnist(), mode=MODES[rule])
+    model = BioModule(le_net_mnist(), mode=MODES[rule], copy_weights=False,    # as create_le_net_biomodel
+                      **({"output_dim": 10} if rule == "dfa" else {}))
     opt = spec.optimizer
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=opt.lr, momentum=opt.momentum,
                                 weight_decay=opt.weight_decay)
