@@ -9,9 +9,12 @@ ImageNet), at batch sizes 32, 128 and 256, for four implementations:
   triton         bpcompile.kernels.lc (lc_forward, lc_grad_input, lc_grad_weight), skipped if not importable
 
 Per (layer, batch, impl) it reports:
-  fwd_ms, bwd_ms     median of --iters timed iterations after --warmup (CUDA events, L2 flushed before each);
-                     backward = grad_x + grad_W + grad_b (= grad_out.sum(0)) for a given grad_out; for the
-                     autograd impls the forward that builds the graph runs outside the timed region
+  fwd_ms, bwd_ms     median ms (benchmarks/timing.py: triton.testing.do_bench on CUDA, L2 cleared before each
+                     repeat; --warmup / --iters calls on the CPU); backward = grad_x + grad_W + grad_b
+                     (= grad_out.sum(0)) for a given grad_out; for the autograd impls the graph is built once,
+                     outside the timed region, and its backward repeated (retain_graph)
+  grad_input_ms, grad_weight_ms   the backward's two products timed alone (reference and triton, whose ops are
+                     separate calls; the autograd impls' cannot be split)
   gbps, tflops       minimum bytes moved (fwd: read x, W, bias, write out; bwd: read grad_out, W, x, write
                      grad_x, grad_W, grad_b) and 2*B*P*O*K flops per GEMM (fwd 1 GEMM, bwd 2), over fwd+bwd
   pct_roofline       roofline time / measured time, in percent; roofline time = max(flops / peak flops,
@@ -37,9 +40,7 @@ import argparse
 import gc
 import json
 import os
-import statistics
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -50,7 +51,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without `pip install -e .` too
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from timing import short_device_name  # noqa: E402
+from timing import median_ms, short_device_name  # noqa: E402
 
 from bpcompile.nn.ops.locally_connected import (  # noqa: E402
     lc_forward_reference,
@@ -164,6 +165,8 @@ class Bench:
     prepare_backward: Callable[[], Callable[[], tuple]]  # untimed setup; returns the timed (gx, gw, gb) call
     forward_backward: Callable[[], tuple]                # one fwd + bwd (for peak memory), returns everything
     standard_weight_grad: Callable[[torch.Tensor], torch.Tensor] = lambda g: g  # to (row, col, channel) order
+    grad_input: Optional[Callable[[], torch.Tensor]] = None     # the backward's parts alone, where separable
+    grad_weight: Optional[Callable[[], torch.Tensor]] = None
 
 
 def autograd_bench(fn, x, weight, bias, grad_out, geometry, weight_grad_back=lambda g: g) -> Bench:
@@ -177,7 +180,7 @@ def autograd_bench(fn, x, weight, bias, grad_out, geometry, weight_grad_back=lam
 
     def prepare_backward():
         out = fn(x, weight, bias, *geometry)
-        return lambda: torch.autograd.grad(out, inputs, grad_out)
+        return lambda: torch.autograd.grad(out, inputs, grad_out, retain_graph=True)   # repeatable
 
     def forward_backward():
         out = fn(x, weight, bias, *geometry)
@@ -195,15 +198,19 @@ def explicit_bench(ops, x, weight, bias, grad_out, geometry) -> Bench:
     def forward():
         return lc_forward(x, weight, bias, kernel, stride, padding)
 
+    def grad_input():
+        return lc_grad_input(grad_out, weight, height, width, kernel, stride, padding)
+
+    def grad_weight():
+        return lc_grad_weight(grad_out, x, kernel, stride, padding)
+
     def backward():
-        grad_x = lc_grad_input(grad_out, weight, height, width, kernel, stride, padding)
-        grad_w = lc_grad_weight(grad_out, x, kernel, stride, padding)
-        return grad_x, grad_w, grad_out.sum(0)
+        return grad_input(), grad_weight(), grad_out.sum(0)
 
     def forward_backward():
         return (forward(), *backward())
 
-    return Bench(forward, lambda: backward, forward_backward)
+    return Bench(forward, lambda: backward, forward_backward, grad_input=grad_input, grad_weight=grad_weight)
 
 
 def make_bench(impl: str, layer: Layer, x, weight, bias, grad_out, triton_ops) -> Bench:
@@ -241,30 +248,9 @@ def import_triton_kernels():
 # Timing, memory, correctness
 # ----------------------------------------------------------------------------------------------------------
 
-def median_ms(setup: Callable[[], Callable], device: torch.device, warmup: int, iters: int,
-              l2_flush: Optional[torch.Tensor]) -> float:
-    """Median time of step() over iters, where step = setup() is built (untimed) before each iteration."""
-    times, events = [], []
-    for i in range(warmup + iters):
-        step = setup()
-        if l2_flush is not None:
-            l2_flush.zero_()
-        if device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            step()
-            end.record()
-            if i >= warmup:
-                events.append((start, end))
-        else:
-            t0 = time.perf_counter()
-            step()
-            if i >= warmup:
-                times.append((time.perf_counter() - t0) * 1e3)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        times = [start.elapsed_time(end) for start, end in events]
-    return statistics.median(times)
+def time_ms(fn: Callable[[], object], device: torch.device, args) -> float:
+    """Median ms of fn() (benchmarks/timing.py: do_bench on CUDA; --warmup / --iters calls on the CPU)."""
+    return median_ms(fn, device, cpu_warmup=args.warmup, cpu_iters=args.iters)
 
 
 def peak_memory_mb(bench: Bench, device: torch.device) -> Optional[float]:
@@ -357,7 +343,7 @@ def traffic(layer: Layer, batch: int, x, weight, bias, grad_out) -> dict:
     }
 
 
-def run_case(impl, layer, batch, tensors, expected, args, device, triton_ops, l2_flush, peaks) -> dict:
+def run_case(impl, layer, batch, tensors, expected, args, device, triton_ops, peaks) -> dict:
     x, weight, bias, grad_out = tensors
     t = traffic(layer, batch, *tensors)
     row = {"layer": layer.name, "batch": batch, "impl": impl, "fwd_ms": None, "bwd_ms": None, "total_ms": None,
@@ -371,8 +357,11 @@ def run_case(impl, layer, batch, tensors, expected, args, device, triton_ops, l2
     try:
         bench = make_bench(impl, layer, x, weight, bias, grad_out, triton_ops)
         # grad mode stays on: the autograd impls' forward is timed as in training (saving for backward)
-        fwd_ms = median_ms(lambda: bench.forward, device, args.warmup, args.iters, l2_flush)
-        bwd_ms = median_ms(bench.prepare_backward, device, args.warmup, args.iters, l2_flush)
+        fwd_ms = time_ms(bench.forward, device, args)
+        bwd_ms = time_ms(bench.prepare_backward(), device, args)
+        if bench.grad_input is not None:
+            row["grad_input_ms"] = time_ms(bench.grad_input, device, args)
+            row["grad_weight_ms"] = time_ms(bench.grad_weight, device, args)
         peak = peak_memory_mb(bench, device)
         if expected is not None:
             row["check"], row["check_err"] = check_outputs(bench, expected, args.rtol)
@@ -461,14 +450,15 @@ def fmt(value, spec=".3f") -> str:
 
 
 def print_table(rows: list[dict], title: str):
-    headers = ["layer", "batch", "impl", "fwd_ms", "bwd_ms", "total_ms", "GB/s", "TFLOP/s", "%roof",
+    headers = ["layer", "batch", "impl", "fwd_ms", "bwd_ms", "gx_ms", "gw_ms", "total_ms", "GB/s", "TFLOP/s", "%roof",
                "peak_MB", "W+A_MB", "check", "x unfold", "x ref", "x compile"]
     lines = []
     for r in rows:
         if r.get("error"):
-            timing = [r["error"][:40], "", "", "", "", "", ""]
+            timing = [r["error"][:40], "", "", "", "", "", "", "", ""]
         else:
-            timing = [fmt(r["fwd_ms"]), fmt(r["bwd_ms"]), fmt(r["total_ms"]), fmt(r["gbps"], ".1f"),
+            timing = [fmt(r["fwd_ms"]), fmt(r["bwd_ms"]), fmt(r.get("grad_input_ms")), fmt(r.get("grad_weight_ms")),
+                      fmt(r["total_ms"]), fmt(r["gbps"], ".1f"),
                       fmt(r["tflops"], ".2f"), fmt(r["pct_roofline"], ".1f"), fmt(r["peak_mem_mb"], ".1f")]
         speedups = [fmt(r.get(f"speedup_vs_{b}"), ".2f") if r["impl"] == "triton" else "" for b in BASELINES]
         lines.append([r["layer"], str(r["batch"]), r["impl"], *timing, fmt(r["weights_activations_mb"], ".1f"),
@@ -504,8 +494,8 @@ def parse_args(argv=None):
                    help="comma list of layer names or 'all' (default all; MNIST with --quick)")
     p.add_argument("--impls", default=",".join(IMPLS), help=f"comma list of {', '.join(IMPLS)}")
     p.add_argument("--precision", choices=["fp32", "tf32"], default="fp32")
-    p.add_argument("--warmup", type=int, default=None, help="warm-up iterations (default 5; 1 with --quick)")
-    p.add_argument("--iters", type=int, default=None, help="timed iterations (default 20; 3 with --quick)")
+    p.add_argument("--warmup", type=int, default=None, help="CPU: warm-up calls (default 5; 1 with --quick); CUDA: do_bench decides")
+    p.add_argument("--iters", type=int, default=None, help="CPU: timed calls (default 20; 3 with --quick); CUDA: do_bench decides")
     p.add_argument("--quick", action="store_true", help="batch 2, MNIST layers, few iterations: a CPU smoke test")
     p.add_argument("--peak-fp32-tflops", type=float, default=67.0, help="default: H100 SXM, non-tensor-core fp32")
     p.add_argument("--peak-tf32-tflops", type=float, default=495.0, help="default: H100 SXM, dense tf32")
@@ -560,11 +550,10 @@ def main(argv=None):
     except ImportError:
         pass
 
-    # do_bench-style L2 flush: zero a buffer larger than the L2 cache before each timed iteration
-    l2_flush = torch.empty(256 * 2**20, dtype=torch.int8, device=device) if device.type == "cuda" else None
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"{device_name}, torch {torch.__version__}, triton {triton_version}, {args.precision}, "
-          f"batches {args.batches}, impls {args.impls}, {args.warmup} warm-up + {args.iters} timed iterations")
+          f"batches {args.batches}, impls {args.impls}"
+          + ("" if device.type == "cuda" else f", {args.warmup} warm-up + {args.iters} timed iterations"))
 
     rows = []
     layers = [layer for layer in LAYERS if layer.name in args.layers]
@@ -574,12 +563,14 @@ def main(argv=None):
             tensors = problem(layer, batch, device, args.seed)
             expected = expected_outputs(*tensors, layer) if batch == smallest else None
             for impl in args.impls:
-                row = run_case(impl, layer, batch, tensors, expected, args, device, triton_ops, l2_flush, peaks)
+                row = run_case(impl, layer, batch, tensors, expected, args, device, triton_ops, peaks)
                 rows.append(row)
                 if row.get("error"):
                     status = row["error"].splitlines()[0][:100]
                 else:
-                    status = f"fwd {row['fwd_ms']:.3f} ms, bwd {row['bwd_ms']:.3f} ms"
+                    status = f"fwd {row['fwd_ms']:.3f} ms, bwd {row['bwd_ms']:.3f} ms" + (
+                        f" (grad_input {row['grad_input_ms']:.3f}, grad_weight {row['grad_weight_ms']:.3f})"
+                        if "grad_input_ms" in row else "")
                 print(f"  {layer.name:13s} batch {batch:4d} {impl:14s} {status}"
                       + (f"  check {row['check']}" if row.get("check") else ""), flush=True)
             del tensors, expected

@@ -10,15 +10,17 @@ import time
 import torch
 
 
-def median_ms(fn, device: torch.device, warmup: int = 10, rep: int = 50) -> float:
-    """Median milliseconds of fn() on `device`: triton.testing.do_bench on CUDA (warmup / rep in ms there)."""
+def median_ms(fn, device: torch.device, warmup: int = 10, rep: int = 50, cpu_warmup: int = 2,
+              cpu_iters: int = 5) -> float:
+    """Median milliseconds of fn() on `device`: triton.testing.do_bench on CUDA (warmup / rep in ms there; it
+    clears the L2 cache before each repeat), else cpu_iters calls after cpu_warmup."""
     if device.type == "cuda":
         from triton.testing import do_bench
         return float(do_bench(fn, warmup=warmup, rep=rep, return_mode="median"))
-    for _ in range(2):
+    for _ in range(cpu_warmup):
         fn()
     times = []
-    for _ in range(5):
+    for _ in range(cpu_iters):
         t0 = time.perf_counter()
         fn()
         times.append((time.perf_counter() - t0) * 1e3)
