@@ -26,7 +26,7 @@ NOTE = (
     "Every MNIST cell of Bartunov et al. 2018 Table 1, trained from its shipped spec (`specs/<name>.json`: Table 3 "
     "net, Table 5 settings except where docs/DEVIATIONS.md records a change, batch 128) on the full official MNIST "
     "(60k train / 10k test) on a 2-core x86-64 CPU (torch 2.13, float32, one thread per run; no GPU was lent). "
-    "FC cells: 100 epochs, seeds 0, 1, 2 (DTP alternating: seed 0 only, the CPU time ran out). LC cells and the "
+    "FC cells: 100 epochs, seeds 0, 1, 2. LC cells and the "
     "BP ConvNet: as many epochs as the CPU allowed (the epochs column; seed 0), far from the paper's 500. An epoch of the alternating schedule is an inverse pass then a forward pass "
     "over the same batches (Lee et al.'s code). The paper reports the best test error within 500 epochs of the "
     "best of 60 configurations; the *test error* column here is the final epoch's, and *best-epoch − paper* "
