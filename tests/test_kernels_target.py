@@ -49,9 +49,10 @@ def test_kernel_against_float64_and_the_formula():
 
 
 def test_equal_target_and_activity_give_the_activity_below():
-    """g(t) - g(h) vanishes when the target is the activity: the kernel returns h_below exactly."""
+    """g(t) - g(h) vanishes when the target is the activity: the kernel returns h_below (up to the rounding of
+    (h_below + g(h)) - g(h), the order the graph computes it in)."""
     h_below, _, h, v, c = case(4)
-    torch.testing.assert_close(difference_target(h_below, h, h, v, c, "tanh"), h_below, rtol=0, atol=0)
+    torch.testing.assert_close(difference_target(h_below, h, h, v, c, "tanh"), h_below, rtol=0, atol=3e-7)
 
 
 @pytest.mark.parametrize("precision", [BF16, "tf32"])
