@@ -111,7 +111,7 @@ def main(kernel: FusedKernel, argv, doc: str) -> dict:
     args = p.parse_args(argv)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit(f"--device cuda: torch {torch.__version__} sees no CUDA GPU; use --device cpu")
+        p.error(f"--device cuda: torch {torch.__version__} sees no CUDA GPU; use --device cpu")
     result = run(kernel, args)
     print_table(result)
     suffix = "_tf32" if args.precision == "tf32" else ""

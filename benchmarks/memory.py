@@ -34,6 +34,7 @@ from timing import environment, short_device_name  # noqa: E402
 
 GIB = 2 ** 30
 RULES = {"bp": {"name": "bp"}, "fa": {"name": "fa"}, "dfa": {"name": "dfa"}, "dtp": None}   # None: the paper's spec
+NETS = {"imagenet_lc": "imagenet", "mnist_lc": "mnist", "cifar_lc": "cifar10"}              # net -> data set
 
 
 def experiment(net: str, rule: str, batch: int, device: str):
@@ -42,8 +43,7 @@ def experiment(net: str, rule: str, batch: int, device: str):
     from bpcompile.spec import apply_overrides, spec_from_dict, spec_to_json
     from bpcompile.spec.paper import paper_experiment
 
-    dataset = {"imagenet_lc": "imagenet", "mnist_lc": "mnist", "cifar_lc": "cifar10"}[net]
-    spec = paper_experiment(dataset, "lc", "dtp_alternating")
+    spec = paper_experiment(NETS[net], "lc", "dtp_alternating")
     sets = [f"data.batch_size={batch}", f'train.device="{device}"']
     if RULES[rule] is not None:
         sets.append(f"rule={json.dumps(RULES[rule])}")
@@ -167,16 +167,23 @@ def measure(net: str, rule: str, batch: int, steps: int = 2) -> float:
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--nets", default="imagenet_lc")
-    p.add_argument("--rules", default="bp,fa,dfa,dtp")
+    p.add_argument("--nets", default="imagenet_lc", help=f"comma-separated, of {', '.join(NETS)}")
+    p.add_argument("--rules", default="bp,fa,dfa,dtp", help=f"comma-separated, of {', '.join(RULES)}")
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="cuda: also measure on the GPU")
     p.add_argument("--limit-gib", type=float, default=16.0)
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
+    nets, rules = args.nets.split(","), args.rules.split(",")
+    for flag, names, known in (("--nets", nets, NETS), ("--rules", rules, RULES)):
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            p.error(f"{flag}: unknown {', '.join(unknown)} (known: {', '.join(known)})")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        p.error(f"--device cuda: torch {torch.__version__} sees no CUDA GPU; use --device cpu")
     rows = []
-    for net in args.nets.split(","):
-        for rule in args.rules.split(","):
+    for net in nets:
+        for rule in rules:
             row = estimate(net, rule, args.batch)
             if args.device == "cuda":
                 try:

@@ -224,8 +224,9 @@ def _fuse_difference_targets(graph: GraphModule) -> None:
         if parts is None:
             continue
         below, added, subtracted, outer_nodes = parts
-        (t, weight, bias, activation, added_nodes), (h, weight_2, bias_2, activation_2, subtracted_nodes) = added, subtracted
-        if (weight, bias, activation) != (weight_2, bias_2, activation_2):
+        t, weight, bias, activation, added_nodes = added
+        h, *same_map, subtracted_nodes = subtracted
+        if same_map != [weight, bias, activation]:        # both inverse passes must be the same g
             continue
         with graph.graph.inserting_before(node):
             fused = graph.graph.call_function(target.difference_target, (below, t, h, weight, bias, activation))
