@@ -6,6 +6,7 @@ one metrics line per epoch written by rank 0 only. Each case starts real process
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,8 @@ from plain_nets import rel_error
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).parent / "dist_worker.py"
 TOL = 1e-5
+# what a rank prints when gloo's C++ threads call std::terminate (pytorch/pytorch#190489, #179291)
+GLOO_ABORT = "terminate called without an active exception"
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parent)}
 
 RULES = {
@@ -73,8 +76,14 @@ def launch(nproc, spec, out, resume=False, plugin=None):
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
                str(WORKER), str(spec), str(out)]
     extra = (["--resume"] if resume else []) + (["--plugin", str(plugin)] if plugin else [])
-    result = subprocess.run(cmd + extra, capture_output=True, text=True, env=ENV,
-                            cwd=ROOT, timeout=300)
+    for attempt in range(2):
+        result = subprocess.run(cmd + extra, capture_output=True, text=True, env=ENV,
+                                cwd=ROOT, timeout=300)
+        if not (nproc > 1 and result.returncode and GLOO_ABORT in result.stderr and not resume):
+            break
+        # a rank's gloo threads aborted the process (seen now and then in CI, never in 130 local
+        # launches): start the whole launch again from scratch, once; a second abort fails the test
+        shutil.rmtree(out, ignore_errors=True)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return torch.load(Path(out) / "ranks.pt", weights_only=False)
 
