@@ -3,6 +3,7 @@ message and no traceback; run directories are protected; resume is exact;
 inspect shows the rewritten backward."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -156,6 +157,19 @@ RESUME_RULES = {
     "fa_redrawn": {"name": "fa_redrawn", "every": 3},                        # a plug-in: redraws at steps 3, 6, ...
 }
 PLUGIN_OF = {"fa_redrawn": ROOT / "examples" / "rules" / "fa_redrawn.py"}
+
+
+def test_metrics_lr_is_the_rate_each_epoch_trained_at(tmp_path):
+    """Under a schedule the lr column holds the epoch's own rate (cosine: lr at epochs 0, 1, 2 of 3), not the
+    rate the scheduler set for the next epoch after it."""
+    path = synthetic_spec(tmp_path, epochs=3, lr=0.01)
+    raw = json.loads(path.read_text())
+    raw["optimizer"]["schedule"] = {"name": "cosine"}
+    path.write_text(json.dumps(raw))
+    assert bpc_here("run", path, "--out", tmp_path / "run", "--no-progress").returncode == 0
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()][1:]
+    expected = [0.01 * 0.5 * (1 + math.cos(math.pi * k / 3)) for k in range(3)]
+    assert [r["lr"] for r in rows] == pytest.approx(expected)
 
 
 @pytest.mark.parametrize("rule", list(RESUME_RULES.values()), ids=list(RESUME_RULES))

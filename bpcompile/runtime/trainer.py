@@ -223,10 +223,11 @@ class Trainer:
         errors, count = self.dist.sum([float(errors), count], self.device)
         # each rank's batch norm saw only its shards: evaluate and checkpoint with the ranks' mean statistics
         self.dist.average(list(self.program.network.buffers()))
+        trained_lr = self.optimizer.param_groups[0]["lr"]    # the rate this epoch trained at, before the schedule steps
         self.scheduler.step()
         self._check_state(step)
         row = {"epoch": epoch + 1, "train_loss": train_loss, "train_error": 100.0 * float(errors) / max(count, 1),
-               "lr": self.optimizer.param_groups[0]["lr"], "train_seconds": time.perf_counter() - started}
+               "lr": trained_lr, "train_seconds": time.perf_counter() - started}
         return row
 
     def start(self) -> None:
