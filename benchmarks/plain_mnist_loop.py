@@ -34,8 +34,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", default="../shared/data")
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--lr", type=float, default=0.0001583)   # specs/mnist_fc_bp.json
-    parser.add_argument("--eps", type=float, default=0.0001)
+    parser.add_argument("--lr", type=float, default=1e-3)   # specs/mnist_fc_bp.json
+    parser.add_argument("--eps", type=float, default=1e-3)
     args = parser.parse_args()
     started = time.perf_counter()
     torch.manual_seed(0)

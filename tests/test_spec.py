@@ -72,7 +72,10 @@ def test_printed_settings_stay_available_and_shipped_ones_apply_only_the_recorde
         shipped = json.loads(spec_to_json(paper_experiment(dataset, arch, column)))
         assert "docs/DEVIATIONS.md" in shipped["description"] and "DEVIATIONS" not in printed["description"]
         changed = set(diff_paths(printed, shipped)) - {"description"}
-        assert changed and changed <= {p for path in changes for p in _leaves(path, changes[path])}, changed
+        recorded = {p for path in changes for p in _leaves(path, changes[path])}
+        # a change may add a whole object the printed spec leaves at its default (optimizer.schedule for
+        # optimizer.schedule.name): it is recorded if a recorded leaf lies under it
+        assert changed and all(any(leaf == c or leaf.startswith(c + ".") for leaf in recorded) for c in changed), changed
         rule, schedule = column.rsplit("_", 1) if "tp_" in column else (column, "")
         name = f"{'cifar' if dataset == 'cifar10' else dataset}_{arch}_{rule}" + ("_parallel" if schedule == "parallel" else "")
         assert f"`{name}`" in deviations, f"docs/DEVIATIONS.md has no row naming {name}"

@@ -80,7 +80,7 @@ def main() -> None:
     parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--fc-epochs", type=int, default=100)
-    parser.add_argument("--lc-epochs", type=int, default=2)
+    parser.add_argument("--lc-epochs", type=int, default=5)
     parser.add_argument("--seeds", default="0,1,2", help="seeds of the FC cells (LC cells: the first only)")
     parser.add_argument("--jobs", type=int, default=2, help="runs at once")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads per run (train.num_threads)")
