@@ -6,7 +6,12 @@ and the report next to the paper's numbers.
 
 Each (cell, seed) trains into results/bartunov_mnist/runs/<spec>/seed_<s>/ (spec.json, metrics.jsonl,
 summary.json; checkpoints stay out of git) with `bpcompile run`; --jobs runs that many at once, one CPU thread
-each. A run that already finished with the asked-for epochs is kept, so an interrupted call continues."""
+each. A run that already finished with the asked-for epochs is kept, so an interrupted call continues.
+
+LC cells train seed 0 only; the stability runs of the two SDTP LC cells (seeds 1 and 2) were made with the same
+command the runner issues: `bpcompile run specs/mnist_lc_sdtp.json --set train.epochs=5 --set train.seed=S
+--set train.num_threads=1 --data-dir ../shared/data --out results/bartunov_mnist/runs/mnist_lc_sdtp/seed_S
+--overwrite --no-progress` (and the same for mnist_lc_sdtp_parallel)."""
 
 import argparse
 import json
@@ -27,7 +32,8 @@ NOTE = (
     "net, Table 5 settings except where docs/DEVIATIONS.md records a change, batch 128) on the full official MNIST "
     "(60k train / 10k test) on a 2-core x86-64 CPU (torch 2.13, float32, one thread per run; no GPU was lent). "
     "FC cells: 100 epochs, seeds 0, 1, 2. LC cells and the "
-    "BP ConvNet: as many epochs as the CPU allowed (the epochs column; seed 0), far from the paper's 500. An epoch of the alternating schedule is an inverse pass then a forward pass "
+    "BP ConvNet: as many epochs as the CPU allowed (the epochs column; seed 0, and seeds 1-2 for the two SDTP LC "
+    "cells as a stability check), far from the paper's 500. An epoch of the alternating schedule is an inverse pass then a forward pass "
     "over the same batches (Lee et al.'s code). The paper reports the best test error within 500 epochs of the "
     "best of 60 configurations; the *test error* column here is the final epoch's, and *best-epoch − paper* "
     "compares the best epoch as the paper does. "
