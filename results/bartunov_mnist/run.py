@@ -8,10 +8,10 @@ Each (cell, seed) trains into results/bartunov_mnist/runs/<spec>/seed_<s>/ (spec
 summary.json; checkpoints stay out of git) with `bpcompile run`; --jobs runs that many at once, one CPU thread
 each. A run that already finished with the asked-for epochs is kept, so an interrupted call continues.
 
-LC cells train seed 0 only; the stability runs of the two SDTP LC cells (seeds 1 and 2) were made with the same
-command the runner issues: `bpcompile run specs/mnist_lc_sdtp.json --set train.epochs=5 --set train.seed=S
---set train.num_threads=1 --data-dir ../shared/data --out results/bartunov_mnist/runs/mnist_lc_sdtp/seed_S
---overwrite --no-progress` (and the same for mnist_lc_sdtp_parallel)."""
+LC cells train the first seed only unless --lc-seeds says otherwise; the committed stability runs of the two SDTP
+LC cells (seeds 1 and 2) come from
+
+    python results/bartunov_mnist/run.py --only mnist_lc_sdtp mnist_lc_sdtp_parallel --lc-seeds 0,1,2 --no-report"""
 
 import argparse
 import json
@@ -51,6 +51,13 @@ def cells(fc_epochs: int, lc_epochs: int):
     yield "mnist_conv_bp", lc_epochs
 
 
+def say(text: str) -> None:
+    """One line of progress from a worker thread: one write, so lines of parallel runs never interleave (print
+    writes the text and its newline separately)."""
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
 def finished(out: Path, epochs: int) -> bool:
     try:
         summary = json.loads((out / "summary.json").read_text())
@@ -62,15 +69,15 @@ def finished(out: Path, epochs: int) -> bool:
 def train(spec: str, seed: int, epochs: int, args) -> None:
     out = RUNS / spec / f"seed_{seed}"
     if finished(out, epochs):
-        print(f"kept {out.relative_to(ROOT)}", flush=True)
+        say(f"kept {out.relative_to(ROOT)}")
         return
     cmd = [sys.executable, "-m", "bpcompile", "run", str(ROOT / "specs" / f"{spec}.json"),
            "--set", f"train.epochs={epochs}", "--set", f"train.seed={seed}", "--set", f"train.num_threads={args.threads}",
            "--data-dir", args.data_dir, "--device", args.device, "--out", str(out), "--overwrite", "--no-progress"]
-    print(" ".join(cmd[2:]), flush=True)
+    say(" ".join(cmd[2:]))
     result = subprocess.run(cmd, check=False, capture_output=True, text=True)   # a diverged run (exit 3) keeps its files
     if result.returncode:
-        print(f"{spec} seed {seed}: exit {result.returncode}\n{result.stderr[-2000:]}", flush=True)
+        say(f"{spec} seed {seed}: exit {result.returncode}\n{result.stderr[-2000:]}")
     (out / "checkpoint.pt").unlink(missing_ok=True)
 
 
@@ -81,13 +88,22 @@ def report() -> None:
     subprocess.run(cmd, check=True, cwd=ROOT)
 
 
+def _seeds(parser, flag: str, text: str) -> list:
+    try:
+        return [int(s) for s in text.split(",")]
+    except ValueError:
+        parser.error(f"{flag}: {text!r} is not a comma-separated list of integer seeds, e.g. 0,1,2")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--fc-epochs", type=int, default=100)
     parser.add_argument("--lc-epochs", type=int, default=5)
-    parser.add_argument("--seeds", default="0,1,2", help="seeds of the FC cells (LC cells: the first only)")
+    parser.add_argument("--seeds", default="0,1,2", help="seeds of the FC cells, comma-separated")
+    parser.add_argument("--lc-seeds", default=None, help="seeds of the LC cells and the BP ConvNet (default: the first "
+                                                         "of --seeds)")
     parser.add_argument("--jobs", type=int, default=2, help="runs at once")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads per run (train.num_threads)")
     parser.add_argument("--only", nargs="*", default=None, help="train only these specs")
@@ -95,10 +111,16 @@ def main() -> None:
     parser.add_argument("--no-report", action="store_true", help="train only")
     args = parser.parse_args()
     if not args.report_only:
-        seeds = [int(s) for s in args.seeds.split(",")]
-        work = [(spec, seed, epochs) for spec, epochs in cells(args.fc_epochs, args.lc_epochs)
+        seeds = _seeds(parser, "--seeds", args.seeds)
+        lc_seeds = _seeds(parser, "--lc-seeds", args.lc_seeds) if args.lc_seeds is not None else seeds[:1]
+        table = list(cells(args.fc_epochs, args.lc_epochs))
+        unknown = sorted(set(args.only or ()) - {spec for spec, _ in table})
+        if unknown:   # a misspelt name would otherwise train nothing, silently
+            parser.error(f"--only: {', '.join(unknown)} is not a Table 1 cell; the cells are "
+                         f"{', '.join(spec for spec, _ in table)} (names separated by spaces)")
+        work = [(spec, seed, epochs) for spec, epochs in table
                 if args.only is None or spec in args.only
-                for seed in (seeds if spec.startswith("mnist_fc_") else seeds[:1])]
+                for seed in (seeds if spec.startswith("mnist_fc_") else lc_seeds)]
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
             list(pool.map(lambda job: train(*job, args), work))
     if not args.no_report:
