@@ -103,7 +103,17 @@ def run_one(raw: dict, device: str) -> dict:
     return {"step_seconds": [phase_seconds[p] for p in order], "phases": order,
             "first_step_seconds": [first_step_seconds[p] for p in order],
             "train_seconds": [row["train_seconds"] for row in epochs], "wall_seconds": time.perf_counter() - started,
-            "peak_memory_bytes": peak, "status": result.summary["status"]}
+            "peak_memory_bytes": peak, "status": result.summary["status"],
+            "implementation_choices": _implementation_choices(device)}
+
+
+def _implementation_choices(device) -> dict:
+    """On CUDA: which of Triton and the reference each LC op shape ran ('auto', compiler/timed_choice.py)."""
+    if str(device) != "cuda":
+        return {}
+    from bpcompile.compiler import timed_choice
+
+    return timed_choice.decisions()
 
 
 def summarise(runs: list) -> list:

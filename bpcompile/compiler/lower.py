@@ -1,12 +1,15 @@
 """Lowering: give every custom-op node a concrete implementation.
 
 Custom-op nodes become direct calls of the chosen implementation function
-(no dispatcher hop per call). On CPU that is the plain-PyTorch 'reference';
-on CUDA the Triton kernels of bpcompile.kernels are preferred where an op has
-one (the locally connected ops), and a sign-symmetry input gradient of an LC
-layer becomes one kernel that takes sign(W) on the fly. The choice is recorded
-in node.meta for `inspect`. `prefer` overrides the order (the tests run the
-Triton kernels on CPU through the interpreter).
+(no dispatcher hop per call). On CPU that is the plain-PyTorch 'reference'.
+On CUDA an op with Triton kernels (the locally connected ops) gets 'auto': per
+shape, whichever of its Triton kernel and its reference ran faster when timed
+at the first call (compiler/timed_choice.py; no one formulation wins at every
+LC shape); $BPCOMPILE_IMPL=triton or =reference fixes one of the two. A
+sign-symmetry input gradient of an LC layer becomes one kernel that takes
+sign(W) on the fly (under 'auto', timed against the reference of sign(W)). The
+choice is recorded in node.meta for `inspect`. `prefer` overrides the order
+(the tests run the Triton kernels on CPU through the interpreter).
 
 With $BPCOMPILE_FUSE_FEEDBACK=1 (and Triton preferred), a dense layer's input
 gradient (any weight source, sign(W) included) or DFA's dense projection that
@@ -27,12 +30,15 @@ from torch.fx import GraphModule
 from ..errors import BpcompileError
 from ..nn.ops import FAMILIES, WEIGHT_ARG, implementations
 from .program import META_IMPL, META_OP, META_REWRITE
+from .timed_choice import FastestOf
 
 _TRITON_LOADED = False
+_SIGN_GRAD_INPUT: dict = {}        # 'auto': the timed choice for the sign-fused LC input gradient
 
 
 def load_triton_implementations() -> bool:
-    """Register the Triton kernels as 'triton' implementations of their ops (once; False without triton)."""
+    """Register the Triton kernels as 'triton' implementations of their ops and the timed choice between each
+    kernel and its reference as 'auto' (once; False without triton)."""
     global _TRITON_LOADED
     if _TRITON_LOADED:
         return True
@@ -41,27 +47,34 @@ def load_triton_implementations() -> bool:
     except ImportError:
         return False
     family = FAMILIES["locally_connected"]
-    family.implementations[family.forward]["triton"] = lc.lc_forward
-    family.implementations[family.grad_input]["triton"] = lc.lc_grad_input
-    family.implementations[family.grad_weight]["triton"] = lc.lc_grad_weight
+    for op, kernel in ((family.forward, lc.lc_forward), (family.grad_input, lc.lc_grad_input),
+                       (family.grad_weight, lc.lc_grad_weight)):
+        impls = family.implementations[op]
+        impls["triton"] = kernel
+        impls["auto"] = FastestOf(str(op), {"triton": kernel, "reference": impls["reference"]})
+    _SIGN_GRAD_INPUT["auto"] = FastestOf("locally_connected_grad_input_sign",
+                                         {"triton": lc.lc_grad_input_sign, "reference": _sign_grad_input_reference})
     _TRITON_LOADED = True
     return True
 
 
 def preference(device: torch.device) -> tuple[str, ...]:
-    """Triton first on CUDA; $BPCOMPILE_IMPL=reference keeps the reference ops there too (for comparisons),
-    $BPCOMPILE_IMPL=triton makes a missing triton an error."""
-    if device.type == "cuda" and os.environ.get("BPCOMPILE_IMPL", "auto") != "reference":
-        return ("triton", "reference")
-    return ("reference",)
+    """On CUDA the timed choice between Triton and the reference ('auto', the default); $BPCOMPILE_IMPL=triton
+    takes the Triton kernels at every shape (a missing triton is then an error), =reference the reference ops
+    (for comparisons). The reference alone on the CPU."""
+    chosen = os.environ.get("BPCOMPILE_IMPL", "auto")
+    if device.type != "cuda" or chosen == "reference":
+        return ("reference",)
+    return ("triton", "reference") if chosen == "triton" else ("auto", "triton", "reference")
 
 
 def lower(graph: GraphModule, device: torch.device, prefer: Optional[Sequence[str]] = None) -> None:
     order = tuple(prefer or preference(device))
-    if "triton" in order and not load_triton_implementations():
+    wants_kernels = "triton" in order or "auto" in order
+    if wants_kernels and not load_triton_implementations():
         _triton_missing(device, order)
-    if "triton" in order and _TRITON_LOADED:
-        _fuse_sign_into_lc_grad_input(graph)
+    if wants_kernels and _TRITON_LOADED:
+        _fuse_sign_into_lc_grad_input(graph, timed=order[0] == "auto")
         if os.environ.get("BPCOMPILE_FUSE_FEEDBACK") == "1":
             _fuse_feedback_products(graph)
         if os.environ.get("BPCOMPILE_FUSE_TARGETS") == "1":
@@ -96,8 +109,16 @@ def _triton_missing(device: torch.device, order: tuple) -> None:
 _WARNED: list = []
 
 
-def _fuse_sign_into_lc_grad_input(graph: GraphModule) -> None:
-    """lc_grad_input(g, sign_feedback(W, None, 1.0), ...) -> lc_grad_input_sign(g, W, ...): one kernel, no sign copy."""
+def _sign_grad_input_reference(grad_out, weight, in_height, in_width, kernel, stride, padding):
+    reference = FAMILIES["locally_connected"].implementations[FAMILIES["locally_connected"].grad_input]["reference"]
+    return reference(grad_out, torch.sign(weight), in_height, in_width, kernel, stride, padding)
+
+
+
+
+def _fuse_sign_into_lc_grad_input(graph: GraphModule, timed: bool = False) -> None:
+    """lc_grad_input(g, sign_feedback(W, None, 1.0), ...) -> lc_grad_input_sign(g, W, ...): one kernel, no sign copy.
+    `timed`: the kernel or the reference input gradient of sign(W), whichever is faster at the node's shapes."""
     from ..kernels import lc
 
     grad_input = FAMILIES["locally_connected"].grad_input
@@ -112,9 +133,9 @@ def _fuse_sign_into_lc_grad_input(graph: GraphModule) -> None:
         args[WEIGHT_ARG] = source
         node.args = tuple(args)
         node.meta[META_OP] = str(node.target)
-        node.meta[META_IMPL] = "triton (sign fused)"
+        node.meta[META_IMPL] = "auto (sign fused)" if timed else "triton (sign fused)"
         node.meta[META_REWRITE] = node.meta.get(META_REWRITE, "") + "; sign(W) taken inside the Triton kernel"
-        node.target = lc.lc_grad_input_sign
+        node.target = _SIGN_GRAD_INPUT["auto"] if timed else lc.lc_grad_input_sign
         if scale != 1.0:     # the input gradient is linear in the weight: scale the kernel's result instead
             with graph.graph.inserting_after(node):
                 scaled = graph.graph.call_function(torch.ops.aten.mul.Tensor, (node, float(scale)))
