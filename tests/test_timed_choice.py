@@ -78,6 +78,21 @@ def test_choices_persist_across_processes_and_a_bad_file_is_retimed(choices_dir)
         assert list(json.loads(path.read_text()).values()) == ["twice"]
 
 
+def test_a_failing_candidate_is_left_out_loudly_and_all_failing_raises(choices_dir):
+    def broken(x):
+        raise RuntimeError("no kernel for this shape")
+
+    def timer(fn, args):
+        fn(*args)
+        return 1.0
+
+    op = FastestOf("double_op", {"broken": broken, "double": double}, timer=timer)
+    with pytest.warns(RuntimeWarning, match="double_op: implementation 'broken' failed at shapes .*no kernel"):
+        torch.testing.assert_close(op(torch.ones(2)), torch.full((2,), 2.0))
+    with pytest.raises(RuntimeError, match="no kernel"):
+        FastestOf("broken_op", {"broken": broken}, timer=timer)(torch.ones(3))
+
+
 def test_without_a_cache_directory_choices_live_in_the_process(monkeypatch):
     monkeypatch.setenv("BPCOMPILE_GRAPH_CACHE", "0")
     timed_choice.forget()

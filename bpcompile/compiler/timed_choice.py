@@ -17,6 +17,7 @@ import os
 import statistics
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -95,12 +96,29 @@ class FastestOf:
         _load()
         choice = _CHOICES.get(key)
         if choice not in self.candidates:
-            timer = self.timer or time_ms
-            timings = {name: timer(fn, args) for name, fn in self.candidates.items()}
-            choice = min(timings, key=timings.get)
+            choice = self._time_all(args)
             _CHOICES[key] = choice
             _save()
         return choice
+
+    def _time_all(self, args: tuple) -> str:
+        """The fastest candidate's name. A candidate that fails on these arguments (a kernel that does not compile
+        for the shape, memory running out) is left out with a warning that names it; if all fail, the first
+        error is raised."""
+        timer = self.timer or time_ms
+        timings, errors = {}, {}
+        for name, fn in self.candidates.items():
+            try:
+                timings[name] = timer(fn, args)
+            except Exception as error:       # noqa: BLE001 -- any failure rules the candidate out
+                errors[name] = error
+        if not timings:
+            raise next(iter(errors.values()))
+        for name, error in errors.items():
+            warnings.warn(f"{self.op_name}: implementation '{name}' failed at shapes "
+                          f"{', '.join(map(_describe, args))} ({type(error).__name__}: {error}); the faster of "
+                          f"{', '.join(timings)} runs there instead.", RuntimeWarning, stacklevel=4)
+        return min(timings, key=timings.get)
 
     def __call__(self, *args):
         return self.candidates[self.choose(args)](*args)
