@@ -11,7 +11,8 @@ retarget, and whose implementation a lowering pass can swap.
 The weight is argument 1 of `forward` and `grad_input`; `grad_weight` never
 reads it. Each op has one or more implementations (plain functions with the
 op's signature): 'reference' (plain PyTorch, any device) always, and
-'triton' (CUDA) where bpcompile.kernels has one.
+'triton' (CUDA) where bpcompile.kernels has one, with 'auto' beside it: the
+faster of the two per shape, timed at the first call (compiler/timed_choice.py).
 
 Besides its ops the family carries what the rest of bpcompile asks of a layer
 kind: `plan` (spec + input shape -> module, output shape, fans, geometry:
