@@ -1,16 +1,19 @@
-"""results/bartunov_mnist/run.py: bad arguments fail with argparse's one-line error, and --lc-seeds reaches the
-committed LC stability runs (finished runs are kept, so nothing trains here)."""
+"""results/bartunov_mnist/run.py: bad arguments fail with argparse's one-line error, --lc-seeds reaches the
+committed LC stability runs (finished runs are kept, so nothing trains there), and chunked training (the GPU
+script's) resumes to the same numbers and stops at a deadline (a few 3-step epochs of the LC BP cell)."""
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNNER = ROOT / "results" / "bartunov_mnist" / "run.py"
+DATA = str(ROOT.parent / "shared" / "data")
 
 
-def runner(*args):
+def runner(*args, timeout=120):
     return subprocess.run([sys.executable, str(RUNNER), "--no-report", *args], capture_output=True, text=True,
-                          cwd=ROOT, timeout=120)
+                          cwd=ROOT, timeout=timeout)
 
 
 def test_misspelt_only_names_fail_instead_of_training_nothing():
@@ -33,3 +36,58 @@ def test_lc_seeds_select_the_committed_stability_runs():
     default = runner("--only", "mnist_lc_sdtp")      # without --lc-seeds: the first of --seeds only
     assert [line for line in default.stdout.splitlines() if line.startswith("kept ")] == \
         ["kept results/bartunov_mnist/runs/mnist_lc_sdtp/seed_0"]
+
+
+def _metrics(run_dir: Path) -> list:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def _numbers(rows: list) -> list:
+    return [(r["epoch"], r.get("train_loss"), r.get("test_error")) for r in rows]
+
+
+def test_chunks_resumed_from_checkpoints_train_what_one_run_does(tmp_path):
+    """--chunk-epochs 1: two one-epoch chunks, the second resumed from the first's checkpoint, give the same
+    losses and errors as one two-epoch run (3 steps an epoch); the checkpoint is removed at the end."""
+    common = ("--data-dir", DATA, "--only", "mnist_lc_bp", "--lc-epochs", "2", "--max-steps", "3", "--jobs", "1")
+    plain = runner(*common, "--runs", str(tmp_path / "plain"), timeout=600)
+    chunked = runner(*common, "--runs", str(tmp_path / "chunked"), "--chunk-epochs", "1", timeout=600)
+    assert plain.returncode == 0 and chunked.returncode == 0, plain.stderr + chunked.stderr
+    assert "--resume" in chunked.stdout
+    one, two = (tmp_path / name / "mnist_lc_bp" / "seed_0" for name in ("plain", "chunked"))
+    assert _numbers(_metrics(two)) == _numbers(_metrics(one)) and len(_metrics(one)) == 3
+    assert not (two / "checkpoint.pt").exists()
+
+
+def test_a_deadline_stops_before_a_chunk_that_would_end_after_it(tmp_path):
+    result = runner("--data-dir", DATA, "--only", "mnist_lc_bp", "--lc-epochs", "3", "--max-steps", "2", "--jobs", "1",
+                    "--runs", str(tmp_path), "--chunk-epochs", "1", "--deadline", "0", timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "mnist_lc_bp seed 0: stopped after 1 of 3 epochs (--deadline 0 s)" in result.stdout
+    summary = json.loads((tmp_path / "mnist_lc_bp" / "seed_0" / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["epochs"] == 1
+
+
+def test_chunks_refuse_a_cell_whose_schedule_spans_its_epochs():
+    result = runner("--only", "mnist_fc_dtp", "--chunk-epochs", "5")
+    assert result.returncode == 2 and "--chunk-epochs: mnist_fc_dtp decays its learning rate" in result.stderr
+
+
+def test_the_gpu_script_packs_every_run_it_trains(tmp_path):
+    """results/bartunov_mnist/gpu.sh as a CPU smoke test (DEVICE=cpu, two cells, one 2-step epoch): one archive
+    holding each run's three files, no checkpoint."""
+    import os
+    import tarfile
+
+    env = {**os.environ, "DEVICE": "cpu", "CELLS": "mnist_lc_bp mnist_lc_fa", "EPOCHS": "1", "CHUNK": "1",
+           "MAX_STEPS": "2", "PYTHON": sys.executable}
+    result = subprocess.run(["bash", str(ROOT / "results" / "bartunov_mnist" / "gpu.sh"), DATA, str(tmp_path)],
+                            capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    with tarfile.open(tmp_path / "lc_runs_cpu.tar.gz") as archive:
+        names = sorted(name for name in archive.getnames() if name.count("/") == 3)
+        summary = json.load(archive.extractfile("runs_cpu/mnist_lc_fa/seed_0/summary.json"))
+    assert names == [f"runs_cpu/{cell}/seed_0/{f}" for cell in ("mnist_lc_bp", "mnist_lc_fa")
+                     for f in ("metrics.jsonl", "spec.json", "summary.json")]
+    assert summary["status"] == "finished" and summary["epochs"] == 1
+    assert "bpcompile run" in (tmp_path / "gpu.log").read_text()

@@ -8,15 +8,20 @@ Each (cell, seed) trains into results/bartunov_mnist/runs/<spec>/seed_<s>/ (spec
 summary.json; checkpoints stay out of git) with `bpcompile run`; --jobs runs that many at once, one CPU thread
 each. A run that already finished with the asked-for epochs is kept, so an interrupted call continues.
 
-LC cells train the first seed only unless --lc-seeds says otherwise; the committed stability runs of the two SDTP
-LC cells (seeds 1 and 2) come from
+LC cells train the first seed only unless --lc-seeds says otherwise, 5 epochs (--lc-epochs), except the SDTP and
+AO-SDTP LC cells: 20 (--stability-epochs, issue 13's stability check). The committed stability runs of seeds 1 and
+2 come from
 
-    python results/bartunov_mnist/run.py --only mnist_lc_sdtp mnist_lc_sdtp_parallel --lc-seeds 0,1,2 --no-report"""
+    python results/bartunov_mnist/run.py --only mnist_lc_sdtp mnist_lc_sdtp_parallel --lc-seeds 0,1,2 --no-report
+
+On a GPU, results/bartunov_mnist/gpu.sh trains every LC cell at once into another folder (--runs), in chunks of
+epochs resumed from their checkpoints (--chunk-epochs) until the epochs or a deadline (--deadline)."""
 
 import argparse
 import json
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -26,6 +31,8 @@ RUNS = HERE / "runs"
 REPORT = HERE.parent / "bartunov_mnist.md"
 GRADIENT = ("bp", "fa", "dfa")
 TARGET = ("dtp", "dtp_parallel", "sdtp", "sdtp_parallel", "ao_sdtp", "ao_sdtp_parallel")
+STABILITY = ("sdtp", "sdtp_parallel", "ao_sdtp", "ao_sdtp_parallel")     # LC cells trained --stability-epochs
+STARTED = time.monotonic()
 TITLE = "Bartunov et al. 2018, Table 1: MNIST"
 NOTE = (
     "Every MNIST cell of Bartunov et al. 2018 Table 1, trained from its shipped spec (`specs/<name>.json`: Table 3 "
@@ -42,12 +49,12 @@ NOTE = (
 )
 
 
-def cells(fc_epochs: int, lc_epochs: int):
+def cells(fc_epochs: int, lc_epochs: int, stability_epochs: int):
     """(spec name, epochs) of every MNIST cell of Table 1."""
     for rule in GRADIENT + TARGET:
         yield f"mnist_fc_{rule}", fc_epochs
     for rule in GRADIENT + TARGET:
-        yield f"mnist_lc_{rule}", lc_epochs
+        yield f"mnist_lc_{rule}", stability_epochs if rule in STABILITY else lc_epochs
     yield "mnist_conv_bp", lc_epochs
 
 
@@ -66,19 +73,56 @@ def finished(out: Path, epochs: int) -> bool:
     return summary.get("status") == "finished" and summary.get("epochs") == epochs
 
 
+def _shown(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def train(spec: str, seed: int, epochs: int, args) -> None:
-    out = RUNS / spec / f"seed_{seed}"
+    """Train one (cell, seed) to `epochs`: in one go, or with --chunk-epochs in chunks, each resumed from the last
+    one's checkpoint (a resumed run computes what an uninterrupted one does), beginning no chunk that the previous
+    chunk's duration says would end after --deadline."""
+    out = Path(args.runs) / spec / f"seed_{seed}"
     if finished(out, epochs):
-        say(f"kept {out.relative_to(ROOT)}")
+        say(f"kept {_shown(out)}")
         return
-    cmd = [sys.executable, "-m", "bpcompile", "run", str(ROOT / "specs" / f"{spec}.json"),
-           "--set", f"train.epochs={epochs}", "--set", f"train.seed={seed}", "--set", f"train.num_threads={args.threads}",
-           "--data-dir", args.data_dir, "--device", args.device, "--out", str(out), "--overwrite", "--no-progress"]
-    say(" ".join(cmd[2:]))
-    result = subprocess.run(cmd, check=False, capture_output=True, text=True)   # a diverged run (exit 3) keeps its files
-    if result.returncode:
-        say(f"{spec} seed {seed}: exit {result.returncode}\n{result.stderr[-2000:]}")
+    chunk = args.chunk_epochs or epochs
+    done, last_seconds = 0, None
+    for target in [*range(chunk, epochs, chunk), epochs]:
+        if finished(out, target) and (out / "checkpoint.pt").exists():
+            done = target
+            continue
+        if args.deadline is not None and last_seconds is not None \
+                and time.monotonic() - STARTED + last_seconds > args.deadline:
+            say(f"{spec} seed {seed}: stopped after {done} of {epochs} epochs (--deadline {args.deadline:g} s)")
+            break
+        common = ["--set", f"train.epochs={target}", "--data-dir", args.data_dir, "--device", args.device, "--no-progress"]
+        if args.max_steps:
+            common += ["--set", f"train.max_steps_per_epoch={args.max_steps}"]
+        if done:          # the previous chunk's checkpoint: continue it
+            cmd = [sys.executable, "-m", "bpcompile", "run", "--resume", str(out), *common]
+        else:
+            cmd = [sys.executable, "-m", "bpcompile", "run", str(ROOT / "specs" / f"{spec}.json"),
+                   "--set", f"train.seed={seed}", "--set", f"train.num_threads={args.threads}", *common,
+                   "--out", str(out), "--overwrite"]
+        say(" ".join(cmd[2:]))
+        started = time.monotonic()
+        result = subprocess.run(cmd, check=False, capture_output=True, text=True)   # a diverged run (exit 3) keeps its files
+        last_seconds = time.monotonic() - started
+        if result.returncode:
+            say(f"{spec} seed {seed}: exit {result.returncode}\n{result.stderr[-2000:]}")
+            break
+        done = target
     (out / "checkpoint.pt").unlink(missing_ok=True)
+
+
+def _no_schedule_across_chunks(parser, table, only) -> None:
+    """A learning-rate schedule spans train.epochs, which each chunk raises: chunking such a cell would change it."""
+    for spec, _ in table:
+        if only is None or spec in only:
+            optimizer = json.loads((ROOT / "specs" / f"{spec}.json").read_text()).get("optimizer", {})
+            if optimizer.get("schedule"):
+                parser.error(f"--chunk-epochs: {spec} decays its learning rate over train.epochs "
+                             f"(optimizer.schedule), which chunks would change; train it without --chunk-epochs")
 
 
 def report() -> None:
@@ -100,24 +144,34 @@ def main() -> None:
     parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--fc-epochs", type=int, default=100)
-    parser.add_argument("--lc-epochs", type=int, default=5)
+    parser.add_argument("--lc-epochs", type=int, default=5, help="epochs of the LC cells and the BP ConvNet")
+    parser.add_argument("--stability-epochs", type=int, default=20, help="epochs of the SDTP and AO-SDTP LC cells")
     parser.add_argument("--seeds", default="0,1,2", help="seeds of the FC cells, comma-separated")
     parser.add_argument("--lc-seeds", default=None, help="seeds of the LC cells and the BP ConvNet (default: the first "
                                                          "of --seeds)")
     parser.add_argument("--jobs", type=int, default=2, help="runs at once")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads per run (train.num_threads)")
     parser.add_argument("--only", nargs="*", default=None, help="train only these specs")
+    parser.add_argument("--runs", default=str(RUNS), help="where the runs go (default results/bartunov_mnist/runs; "
+                                                          "the report reads that folder only)")
+    parser.add_argument("--chunk-epochs", type=int, default=None, help="train in chunks of this many epochs, each "
+                                                                      "resumed from the last one's checkpoint")
+    parser.add_argument("--deadline", type=float, default=None, help="seconds after the start after which no chunk "
+                                                                     "may end (judged by the previous chunk's time)")
+    parser.add_argument("--max-steps", type=int, default=None, help="train.max_steps_per_epoch (smoke tests)")
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--no-report", action="store_true", help="train only")
     args = parser.parse_args()
     if not args.report_only:
         seeds = _seeds(parser, "--seeds", args.seeds)
         lc_seeds = _seeds(parser, "--lc-seeds", args.lc_seeds) if args.lc_seeds is not None else seeds[:1]
-        table = list(cells(args.fc_epochs, args.lc_epochs))
+        table = list(cells(args.fc_epochs, args.lc_epochs, args.stability_epochs))
         unknown = sorted(set(args.only or ()) - {spec for spec, _ in table})
         if unknown:   # a misspelt name would otherwise train nothing, silently
             parser.error(f"--only: {', '.join(unknown)} is not a Table 1 cell; the cells are "
                          f"{', '.join(spec for spec, _ in table)} (names separated by spaces)")
+        if args.chunk_epochs is not None:
+            _no_schedule_across_chunks(parser, table, args.only)
         work = [(spec, seed, epochs) for spec, epochs in table
                 if args.only is None or spec in args.only
                 for seed in (seeds if spec.startswith("mnist_fc_") else lc_seeds)]
