@@ -41,7 +41,7 @@ def time_ms(fn: Callable, args: tuple) -> float:
     if any(isinstance(a, torch.Tensor) and a.is_cuda for a in args):
         from triton.testing import do_bench
 
-        return float(do_bench(lambda: fn(*args), warmup=5, rep=20))
+        return float(do_bench(lambda: fn(*args), warmup=5, rep=20, return_mode="median"))
     fn(*args)
     times = []
     for _ in range(3):
