@@ -7,6 +7,8 @@ ImageNet), at batch sizes 32, 128 and 256, for four implementations:
   reference      bpcompile's plain-PyTorch reference (strided channels-last patches + one bmm over positions)
   compile        torch.compile (mode default) of unfold_einsum; backward by autograd through it
   triton         bpcompile.kernels.lc (lc_forward, lc_grad_input, lc_grad_weight), skipped if not importable
+  triton_cl      the same with the backward kernels' *_cl variants (grad_out copied channels-last first), the
+                 third candidate of bpcompile's per-shape 'auto' choice on CUDA
 
 Per (layer, batch, impl) it reports:
   fwd_ms, bwd_ms     median ms (benchmarks/timing.py: triton.testing.do_bench on CUDA, L2 cleared before each
@@ -60,7 +62,7 @@ from bpcompile.nn.ops.locally_connected import (  # noqa: E402
     lc_output_size,
 )
 
-IMPLS = ["unfold_einsum", "reference", "compile", "triton"]
+IMPLS = ["unfold_einsum", "reference", "compile", "triton", "triton_cl"]
 BASELINES = ["unfold_einsum", "reference", "compile"]
 GOAL_SPEEDUP = {"unfold_einsum": 5.0, "reference": 2.0, "compile": 2.0}
 GOAL_ROOFLINE = 0.60
@@ -226,19 +228,20 @@ def make_bench(impl: str, layer: Layer, x, weight, bias, grad_out, triton_ops) -
     if impl == "reference":
         ops = (lc_forward_reference, lc_grad_input_reference, lc_grad_weight_reference)
         return explicit_bench(ops, x, weight, bias, grad_out, geometry)
-    if impl == "triton":
-        return explicit_bench(triton_ops, x, weight, bias, grad_out, geometry)
+    if impl in ("triton", "triton_cl"):
+        return explicit_bench(triton_ops[impl], x, weight, bias, grad_out, geometry)
     raise ValueError(impl)
 
 
 def import_triton_kernels():
-    """((lc_forward, lc_grad_input, lc_grad_weight), module name) from bpcompile.kernels.lc or kernels.lc,
-    or (None, why not)."""
+    """({'triton': (lc_forward, lc_grad_input, lc_grad_weight), 'triton_cl': (the same with the *_cl backward
+    kernels)}, module name) from bpcompile.kernels.lc or kernels.lc, or (None, why not)."""
     errors = []
     for module_name in ("bpcompile.kernels.lc", "kernels.lc"):
         try:
             module = __import__(module_name, fromlist=["lc_forward"])
-            return (module.lc_forward, module.lc_grad_input, module.lc_grad_weight), module_name
+            return {"triton": (module.lc_forward, module.lc_grad_input, module.lc_grad_weight),
+                    "triton_cl": (module.lc_forward, module.lc_grad_input_cl, module.lc_grad_weight_cl)}, module_name
         except Exception as e:  # noqa: BLE001 - any import failure just skips the triton impl
             errors.append(f"{module_name}: {type(e).__name__}: {e}")
     return None, "; ".join(errors)
@@ -350,7 +353,7 @@ def run_case(impl, layer, batch, tensors, expected, args, device, triton_ops, pe
            "peak_mem_mb": None, "peak_total_mb": None,
            "weights_activations_mb": t["weights_activations_bytes"] / 2**20,
            "gbps": None, "tflops": None, "pct_roofline": None, "check": None}
-    if impl == "triton" and triton_ops is None:
+    if impl.startswith("triton") and triton_ops is None:
         row["error"] = "not importable"
         return row
     failure, bench = None, None
@@ -540,10 +543,10 @@ def main(argv=None):
              "bandwidth": args.peak_bandwidth_tbs * 1e12}
 
     triton_ops, triton_source, triton_version = None, None, None
-    if "triton" in args.impls:
+    if any(impl.startswith("triton") for impl in args.impls):
         triton_ops, triton_source = import_triton_kernels()
         if triton_ops is None:
-            print(f"note: skipping the 'triton' impl, its kernels do not import ({triton_source})")
+            print(f"note: skipping the 'triton' impls, their kernels do not import ({triton_source})")
     try:
         import triton
         triton_version = triton.__version__

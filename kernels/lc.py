@@ -17,7 +17,11 @@ x[b, ch, r * stride + i - padding, c * stride + j - padding] (zero outside the i
                      sign_weight=True uses sign(weight), computed on the fly (sign symmetry, no stored copy).
 
 Inputs are taken with their strides (non-contiguous inputs work; x is made channels-last first so that patch
-entries, channel fastest, are contiguous in memory). Matrix products accumulate in fp32; they use TF32 when
+entries, channel fastest, are contiguous in memory). The `*_cl` variants of the two backward kernels first copy
+grad_out channels-last: both read (batch x out-channel) tiles of grad_out at one output position, which are P
+elements apart per out-channel in the contiguous (B, O, P) layout and contiguous in (B, P, O) -- one extra pass
+over grad_out for coalesced tiles, the input gradient re-reading each tile for every input pixel its window
+covers. Which is faster per shape is measured, not assumed (bpcompile's 'auto' lowering times both). Matrix products accumulate in fp32; they use TF32 when
 torch.backends.cuda.matmul.allow_tf32 is set, bf16 inputs give bf16 outputs. On a GPU the block sizes are
 autotuned; under the Triton interpreter (TRITON_INTERPRET=1, the CPU tests) one fixed configuration is used
 (kernels/tiling.py). The patch-address decoding the forward and weight-gradient kernels share is one @triton.jit
@@ -238,3 +242,24 @@ def lc_grad_input(grad_out, weight, in_height, in_width, kernel, stride, padding
 def lc_grad_input_sign(grad_out, weight, in_height, in_width, kernel, stride, padding):
     """lc_grad_input with sign(weight) taken inside the kernel (sign symmetry reads W itself, never a copy)."""
     return lc_grad_input(grad_out, weight, in_height, in_width, kernel, stride, padding, sign_weight=True)
+
+
+# ---- grad_out read channels-last ---------------------------------------------------------------------------
+
+def _out_channels_fastest(grad_out):
+    """grad_out (B, O, H_out, W_out) with the out-channels fastest in memory; reshaped to (B, O, P) it stays a
+    view whose out-channel stride is 1."""
+    return grad_out.contiguous(memory_format=torch.channels_last)
+
+
+def lc_grad_weight_cl(grad_out, x, kernel, stride, padding):
+    return lc_grad_weight(_out_channels_fastest(grad_out), x, kernel, stride, padding)
+
+
+def lc_grad_input_cl(grad_out, weight, in_height, in_width, kernel, stride, padding):
+    return lc_grad_input(_out_channels_fastest(grad_out), weight, in_height, in_width, kernel, stride, padding)
+
+
+def lc_grad_input_sign_cl(grad_out, weight, in_height, in_width, kernel, stride, padding):
+    return lc_grad_input(_out_channels_fastest(grad_out), weight, in_height, in_width, kernel, stride, padding,
+                         sign_weight=True)

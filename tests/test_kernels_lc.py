@@ -171,3 +171,22 @@ def test_programs_lowered_to_triton_compute_the_reference_updates(rule):
     expected, actual = run_graph(reference, x, y), run_graph(triton_program, x, y)
     for name, value in expected.items():
         torch.testing.assert_close(actual[name], value, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["primes_stride_not_dividing", "three_channels_wide_output", "one_by_one_input"])
+def test_backward_kernels_reading_grad_out_channels_last(name):
+    """The *_cl variants ('auto' lowering's third candidate) copy grad_out channels-last before the same kernels."""
+    from bpcompile.kernels.lc import lc_grad_input_cl, lc_grad_input_sign_cl, lc_grad_weight_cl
+
+    from bpcompile.kernels.lc import _out_channels_fastest
+
+    x, w, _, grad_out, kernel, stride, padding = odd_case(name)
+    h, wd = x.shape[2:]
+    viewed = _out_channels_fastest(grad_out).reshape(grad_out.shape[0], grad_out.shape[1], -1)
+    assert viewed.stride(1) == 1 or grad_out.shape[1] == 1     # the kernels see unit out-channel stride, no copy back
+    close(lc_grad_weight_cl(grad_out, x, kernel, stride, padding),
+          lc_grad_weight_reference(grad_out, x, kernel, stride, padding))
+    close(lc_grad_input_cl(grad_out, w, h, wd, kernel, stride, padding),
+          lc_grad_input_reference(grad_out, w, h, wd, kernel, stride, padding))
+    close(lc_grad_input_sign_cl(grad_out, w, h, wd, kernel, stride, padding),
+          lc_grad_input_reference(grad_out, torch.sign(w), h, wd, kernel, stride, padding))

@@ -47,13 +47,18 @@ def load_triton_implementations() -> bool:
     except ImportError:
         return False
     family = FAMILIES["locally_connected"]
-    for op, kernel in ((family.forward, lc.lc_forward), (family.grad_input, lc.lc_grad_input),
-                       (family.grad_weight, lc.lc_grad_weight)):
+    # 'auto' times these per shape: the kernel, for the backward also its variant reading grad_out channels-last
+    # (coalesced tiles for one more copy), and the reference
+    for op, kernel, variant in ((family.forward, lc.lc_forward, None),
+                                (family.grad_input, lc.lc_grad_input, lc.lc_grad_input_cl),
+                                (family.grad_weight, lc.lc_grad_weight, lc.lc_grad_weight_cl)):
         impls = family.implementations[op]
         impls["triton"] = kernel
-        impls["auto"] = FastestOf(str(op), {"triton": kernel, "reference": impls["reference"]})
-    _SIGN_GRAD_INPUT["auto"] = FastestOf("locally_connected_grad_input_sign",
-                                         {"triton": lc.lc_grad_input_sign, "reference": _sign_grad_input_reference})
+        candidates = {"triton": kernel, "triton, grad_out channels-last": variant, "reference": impls["reference"]}
+        impls["auto"] = FastestOf(str(op), {name: fn for name, fn in candidates.items() if fn is not None})
+    _SIGN_GRAD_INPUT["auto"] = FastestOf("locally_connected_grad_input_sign", {
+        "triton": lc.lc_grad_input_sign, "triton, grad_out channels-last": lc.lc_grad_input_sign_cl,
+        "reference": _sign_grad_input_reference})
     _TRITON_LOADED = True
     return True
 
