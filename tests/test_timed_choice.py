@@ -49,6 +49,23 @@ def test_the_fastest_candidate_per_shape_timed_once_per_shape(choices_dir):
     assert chosen == {"(3, 2):float32:c": "double", "(5, 2):float32:c": "twice"}
 
 
+def test_repeated_calls_skip_the_key(choices_dir, monkeypatch):
+    """After the first call with a layout, a call costs a tuple lookup: the string key (and the disk) is not
+    consulted again until forget()."""
+    op = FastestOf("double_op", {"double": double, "twice": twice}, timer=lambda fn, args: 1.0)
+    keys = []
+    real_key = FastestOf.key
+    monkeypatch.setattr(FastestOf, "key", lambda self, args: keys.append(1) or real_key(self, args))
+    x = torch.randn(3)
+    for _ in range(4):
+        op(x)
+    op(torch.randn(4))
+    assert len(keys) == 2
+    timed_choice.forget()
+    op(x)
+    assert len(keys) == 3
+
+
 def test_layout_dtype_and_arguments_are_part_of_the_key(choices_dir):
     op = FastestOf("double_op", {"double": double, "twice": twice}, timer=lambda fn, args: 1.0)
     x = torch.randn(4, 6)
@@ -66,6 +83,7 @@ def test_choices_persist_across_processes_and_a_bad_file_is_retimed(choices_dir)
 
     timed_choice.forget()                                        # a new process: reads the file, times nothing
     calls.clear()
+    op = FastestOf("double_op", {"double": double, "twice": twice}, timer=counting_timer(costs, calls))
     op(torch.randn(3, 2))
     assert calls == [] and list(timed_choice.decisions().values()) == ["twice"]
 

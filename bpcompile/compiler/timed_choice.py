@@ -18,6 +18,7 @@ import statistics
 import tempfile
 import time
 import warnings
+import weakref
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -27,6 +28,7 @@ from .graph_cache import cache_dir
 
 _CHOICES: dict[str, str] = {}      # shape key -> candidate name, this process (and what was read from disk)
 _LOADED: list = []
+_INSTANCES: "weakref.WeakSet" = weakref.WeakSet()     # so forget() can clear their shortcuts
 
 
 def choices_path() -> Optional[Path]:
@@ -86,7 +88,9 @@ class FastestOf:
         self.op_name = op_name
         self.candidates = dict(candidates)
         self.timer = timer
+        self._by_layout: dict = {}                 # per step: a cheap tuple key -> the chosen function
         self.__name__ = f"fastest_of_{op_name}"     # fx prints the target's name in graph code
+        _INSTANCES.add(self)
 
     def key(self, args: tuple) -> str:
         return "|".join([self.op_name, _device_tag(args), _versions(), *map(_describe, args)])
@@ -121,7 +125,15 @@ class FastestOf:
         return min(timings, key=timings.get)
 
     def __call__(self, *args):
-        return self.candidates[self.choose(args)](*args)
+        layout = (torch.backends.cuda.matmul.allow_tf32,
+                  *((a.shape, a.stride(), a.dtype, a.device) if isinstance(a, torch.Tensor) else a for a in args))
+        try:
+            fn = self._by_layout.get(layout)
+        except TypeError:                          # an unhashable argument: no shortcut
+            return self.candidates[self.choose(args)](*args)
+        if fn is None:
+            fn = self._by_layout[layout] = self.candidates[self.choose(args)]
+        return fn(*args)
 
 
 def decisions() -> dict[str, str]:
@@ -163,6 +175,8 @@ def _save() -> None:
 
 
 def forget() -> None:
-    """Drop this process's choices (tests; the file stays)."""
+    """Drop this process's choices, as a new process starts (tests; the file stays)."""
     _CHOICES.clear()
     _LOADED.clear()
+    for instance in _INSTANCES:
+        instance._by_layout.clear()
