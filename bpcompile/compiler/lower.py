@@ -3,9 +3,10 @@
 Custom-op nodes become direct calls of the chosen implementation function
 (no dispatcher hop per call). On CPU that is the plain-PyTorch 'reference'.
 On CUDA an op with Triton kernels (the locally connected ops) gets 'auto': per
-shape, whichever of its Triton kernel and its reference ran faster when timed
-at the first call (compiler/timed_choice.py; no one formulation wins at every
-LC shape); $BPCOMPILE_IMPL=triton or =reference fixes one of the two. A
+shape, whichever of its Triton kernel (for the backward ops also the kernel's
+variant reading grad_out channels-last) and its reference ran fastest when
+timed at the first call (compiler/timed_choice.py; no one formulation wins at
+every LC shape); $BPCOMPILE_IMPL=triton or =reference fixes one side. A
 sign-symmetry input gradient of an LC layer becomes one kernel that takes
 sign(W) on the fly (under 'auto', timed against the reference of sign(W)). The
 choice is recorded in node.meta for `inspect`. `prefer` overrides the order
@@ -117,8 +118,6 @@ _WARNED: list = []
 def _sign_grad_input_reference(grad_out, weight, in_height, in_width, kernel, stride, padding):
     reference = FAMILIES["locally_connected"].implementations[FAMILIES["locally_connected"].grad_input]["reference"]
     return reference(grad_out, torch.sign(weight), in_height, in_width, kernel, stride, padding)
-
-
 
 
 def _fuse_sign_into_lc_grad_input(graph: GraphModule, timed: bool = False) -> None:
