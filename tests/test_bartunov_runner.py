@@ -29,13 +29,14 @@ def test_seed_lists_that_are_not_integers_fail():
 
 
 def test_lc_seeds_select_the_committed_stability_runs():
-    result = runner("--only", "mnist_lc_sdtp", "--lc-seeds", "0,1,2")
+    """The SDTP-parallel LC cell's three committed seeds are finished at --stability-epochs (20), so they are kept."""
+    result = runner("--only", "mnist_lc_sdtp_parallel", "--lc-seeds", "0,1,2")
     assert result.returncode == 0, result.stderr
     kept = sorted(line.split()[-1] for line in result.stdout.splitlines() if line.startswith("kept "))
-    assert kept == [f"results/bartunov_mnist/runs/mnist_lc_sdtp/seed_{s}" for s in range(3)]
-    default = runner("--only", "mnist_lc_sdtp")      # without --lc-seeds: the first of --seeds only
+    assert kept == [f"results/bartunov_mnist/runs/mnist_lc_sdtp_parallel/seed_{s}" for s in range(3)]
+    default = runner("--only", "mnist_lc_sdtp_parallel")      # without --lc-seeds: the first of --seeds only
     assert [line for line in default.stdout.splitlines() if line.startswith("kept ")] == \
-        ["kept results/bartunov_mnist/runs/mnist_lc_sdtp/seed_0"]
+        ["kept results/bartunov_mnist/runs/mnist_lc_sdtp_parallel/seed_0"]
 
 
 def _metrics(run_dir: Path) -> list:
