@@ -69,6 +69,12 @@ def test_a_deadline_stops_before_a_chunk_that_would_end_after_it(tmp_path):
     assert summary["status"] == "finished" and summary["epochs"] == 1
 
 
+def test_epoch_counts_below_one_fail():
+    for flag in ("--chunk-epochs", "--stability-epochs"):
+        result = runner(flag, "0", "--only", "mnist_lc_sdtp")
+        assert result.returncode == 2 and f"{flag}: '0' is not a whole number of at least 1" in result.stderr
+
+
 def test_chunks_refuse_a_cell_whose_schedule_spans_its_epochs():
     result = runner("--only", "mnist_fc_dtp", "--chunk-epochs", "5")
     assert result.returncode == 2 and "--chunk-epochs: mnist_fc_dtp decays its learning rate" in result.stderr

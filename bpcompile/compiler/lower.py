@@ -30,6 +30,7 @@ from torch.fx import GraphModule
 
 from ..errors import BpcompileError
 from ..nn.ops import FAMILIES, WEIGHT_ARG, implementations
+from ..nn.ops.locally_connected import lc_grad_input_reference
 from .program import META_IMPL, META_OP, META_REWRITE
 from .timed_choice import FastestOf
 
@@ -116,8 +117,7 @@ _WARNED: list = []
 
 
 def _sign_grad_input_reference(grad_out, weight, in_height, in_width, kernel, stride, padding):
-    reference = FAMILIES["locally_connected"].implementations[FAMILIES["locally_connected"].grad_input]["reference"]
-    return reference(grad_out, torch.sign(weight), in_height, in_width, kernel, stride, padding)
+    return lc_grad_input_reference(grad_out, torch.sign(weight), in_height, in_width, kernel, stride, padding)
 
 
 def _fuse_sign_into_lc_grad_input(graph: GraphModule, timed: bool = False) -> None:

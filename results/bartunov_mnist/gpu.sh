@@ -17,7 +17,11 @@
 #        --reference results/reference/bartunov_table1.json
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-DATA_DIR="${1:?give the folder that holds mnist/}"
+DATA_DIR="${1:-}"
+if [ ! -d "$DATA_DIR/mnist" ]; then
+    echo "gpu.sh: give the folder that holds mnist/ (MNIST's four official files) as the first argument; '$DATA_DIR/mnist' is not a folder" >&2
+    exit 2
+fi
 OUT_DIR="${2:-${OUT:-results/bartunov_mnist/gpu_out}}"
 PYTHON="${PYTHON:-python3}"
 mkdir -p "$OUT_DIR"

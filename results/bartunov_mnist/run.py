@@ -139,13 +139,24 @@ def _seeds(parser, flag: str, text: str) -> list:
         parser.error(f"{flag}: {text!r} is not a comma-separated list of integer seeds, e.g. 0,1,2")
 
 
+def _positive(text: str) -> int:
+    """argparse type: an integer of at least 1 (a chunk of 0 epochs would never end a run)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--fc-epochs", type=int, default=100)
-    parser.add_argument("--lc-epochs", type=int, default=5, help="epochs of the LC cells and the BP ConvNet")
-    parser.add_argument("--stability-epochs", type=int, default=20, help="epochs of the SDTP and AO-SDTP LC cells")
+    parser.add_argument("--fc-epochs", type=_positive, default=100)
+    parser.add_argument("--lc-epochs", type=_positive, default=5, help="epochs of the LC cells and the BP ConvNet")
+    parser.add_argument("--stability-epochs", type=_positive, default=20, help="epochs of the SDTP and AO-SDTP LC cells")
     parser.add_argument("--seeds", default="0,1,2", help="seeds of the FC cells, comma-separated")
     parser.add_argument("--lc-seeds", default=None, help="seeds of the LC cells and the BP ConvNet (default: the first "
                                                          "of --seeds)")
@@ -154,11 +165,11 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", default=None, help="train only these specs")
     parser.add_argument("--runs", default=str(RUNS), help="where the runs go (default results/bartunov_mnist/runs; "
                                                           "the report reads that folder only)")
-    parser.add_argument("--chunk-epochs", type=int, default=None, help="train in chunks of this many epochs, each "
+    parser.add_argument("--chunk-epochs", type=_positive, default=None, help="train in chunks of this many epochs, each "
                                                                       "resumed from the last one's checkpoint")
     parser.add_argument("--deadline", type=float, default=None, help="seconds after the start after which no chunk "
                                                                      "may end (judged by the previous chunk's time)")
-    parser.add_argument("--max-steps", type=int, default=None, help="train.max_steps_per_epoch (smoke tests)")
+    parser.add_argument("--max-steps", type=_positive, default=None, help="train.max_steps_per_epoch (smoke tests)")
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--no-report", action="store_true", help="train only")
     args = parser.parse_args()
