@@ -24,7 +24,8 @@ step() {      # step SECONDS LOGNAME COMMAND...
 step 100 kernel-tests "$PYTHON" -m pytest -q -p no:logging tests/test_kernels_lc.py tests/test_kernels_feedback.py \
     tests/test_kernels_target.py
 # torch.compile of unfold + einsum is left out here (lc_h100_compile.json has it at batch 128): it is the slow impl
-step 150 lc "$PYTHON" benchmarks/lc.py --batches 32,128,256 --impls unfold_einsum,reference,triton,triton_cl \
+step 180 lc "$PYTHON" benchmarks/lc.py --batches 32,128,256 \
+    --impls unfold_einsum,reference,triton,triton_cl,triton_cells \
     --out "$OUT_DIR/lc_$DEV.json"
 step 45 feedback "$PYTHON" benchmarks/feedback.py --out "$OUT_DIR/feedback_$DEV.json"
 step 45 feedback-tf32 "$PYTHON" benchmarks/feedback.py --precision tf32 --out "$OUT_DIR/feedback_${DEV}_tf32.json"

@@ -1,10 +1,11 @@
 """Triton GPU kernels, installed as `bpcompile.kernels` (package-dir mapping in pyproject.toml).
 
-`lc.py`: the locally connected layer's forward, input gradient (any weight tensor; sign(W) on the fly) and weight
-gradient, with implicit im2col. Each kernel has the signature of its plain-PyTorch reference op in
-bpcompile/nn/ops/locally_connected.py; the lowering pass (bpcompile/compiler/lower.py) registers them as the
-'triton' implementations and, on CUDA, times them (and the backward kernels' `*_cl` variants, grad_out read
-channels-last) against the reference per shape ('auto'). Tests: tests/test_kernels_lc.py (Triton interpreter on CPU);
+`lc.py`: the locally connected layer's forward, input gradient (any weight tensor; sign(W) on the fly; per input
+pixel, or per stride cell in `lc_grad_input_cells`) and weight gradient, with implicit im2col. Each kernel has
+the signature of its plain-PyTorch reference op in bpcompile/nn/ops/locally_connected.py; the lowering pass
+(bpcompile/compiler/lower.py) registers them as the 'triton' implementations and, on CUDA, times them (and the
+backward kernels' `*_cl` variants, grad_out read channels-last, and the stride-cell input gradient) against the
+reference per shape ('auto'). Tests: tests/test_kernels_lc.py (Triton interpreter on CPU);
 benchmark: benchmarks/lc.py (GPU).
 
 `feedback.py`: (g @ B) * f'(saved), a dense layer's input error with the activation's derivative applied in the

@@ -15,6 +15,10 @@ x[b, ch, r * stride + i - padding, c * stride + j - padding] (zero outside the i
                      atomics): one program per (input pixel, batch block, channel block) visits only the
                      <= ceil(kernel / stride)^2 windows covering its pixel. `weight` may be any tensor of W's layout (W for BP, B for FA/KP/WM);
                      sign_weight=True uses sign(weight), computed on the fly (sign symmetry, no stored copy).
+* `lc_grad_input_cells`: the same sum, one program per stride cell (stride x stride input pixels, which share the
+                     <= ceil(kernel / stride)^2 windows covering them): each window's grad_out tile is read once
+                     per cell instead of once per pixel, and the dot's columns are the cell's stride^2 * C entries
+                     (1-3 input channels no longer fill a 16-wide block alone). At stride 1 it is lc_grad_input.
 
 Inputs are taken with their strides (non-contiguous inputs work; x is made channels-last first so that patch
 entries, channel fastest, are contiguous in memory). The `*_cl` variants of the two backward kernels first copy
@@ -244,6 +248,98 @@ def lc_grad_input_sign(grad_out, weight, in_height, in_width, kernel, stride, pa
     return lc_grad_input(grad_out, weight, in_height, in_width, kernel, stride, padding, sign_weight=True)
 
 
+# ---- input gradient, one stride cell per program ---------------------------------------------------------------
+
+@triton.jit
+def _lc_grad_input_cell_kernel(
+    g_ptr, w_ptr, gx_ptr,
+    B, C, H, W, O, H_OUT, W_OUT, CELL_H0, CELL_W0, CELLS_W,
+    sgb, sgo, sgp, swp, swo, swk,
+    KERNEL: tl.constexpr, STRIDE: tl.constexpr, PAD: tl.constexpr, SIGN: tl.constexpr,
+    INPUT_PRECISION: tl.constexpr,
+    BLOCK_B: tl.constexpr, BLOCK_O: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    # The cell (qh, qw) holds the STRIDE x STRIDE input pixels whose padded coordinates (h + PAD, w + PAD) lie in
+    # [qh * STRIDE, qh * STRIDE + STRIDE) x [qw * STRIDE, ...): windows start on multiples of STRIDE, so the
+    # windows covering any pixel of the cell are among the WINDOWS^2 with r in (qh - WINDOWS, qh] and
+    # c in (qw - WINDOWS, qw]. Each is one dot over the whole cell: columns n = (dh * STRIDE + dw) * C + ch.
+    WINDOWS: tl.constexpr = (KERNEL + STRIDE - 1) // STRIDE
+    cell = tl.program_id(0)
+    qh = CELL_H0 + cell // CELLS_W
+    qw = CELL_W0 + cell % CELLS_W
+    offs_b = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)
+    offs_n = tl.program_id(2) * BLOCK_N + tl.arange(0, BLOCK_N)
+    ch = offs_n % C
+    dw = (offs_n // C) % STRIDE
+    dh = offs_n // (C * STRIDE)
+    u = qh * STRIDE + dh                     # padded input row and column of each column's pixel
+    v = qw * STRIDE + dw
+    h = u - PAD
+    w = v - PAD
+    pixel_ok = (offs_n < STRIDE * STRIDE * C) & (h >= 0) & (h < H) & (w >= 0) & (w < W)
+    acc = tl.zeros((BLOCK_B, BLOCK_N), dtype=tl.float32)
+    for tr in range(0, WINDOWS):
+        r = qh - tr
+        i = u - r * STRIDE                   # kernel row of each pixel in window row r (>= 0; < KERNEL if inside)
+        if (r >= 0) & (r < H_OUT):
+            for tc in range(0, WINDOWS):
+                c = qw - tc
+                j = v - c * STRIDE
+                if (c >= 0) & (c < W_OUT):
+                    p = r * W_OUT + c
+                    k = (i * KERNEL + j) * C + ch          # (dw, ch) runs are contiguous in W's K axis
+                    k_ok = pixel_ok & (i < KERNEL) & (j < KERNEL)
+                    for o0 in range(0, O, BLOCK_O):
+                        offs_o = o0 + tl.arange(0, BLOCK_O)
+                        grad = tl.load(g_ptr + offs_b[:, None] * sgb + offs_o[None, :] * sgo + p * sgp,
+                                       mask=(offs_b[:, None] < B) & (offs_o[None, :] < O), other=0.0)
+                        weight = tl.load(w_ptr + p * swp + offs_o[:, None] * swo + k[None, :] * swk,
+                                         mask=(offs_o[:, None] < O) & k_ok[None, :], other=0.0)
+                        if SIGN:
+                            weight = tl.where(weight > 0, 1.0, tl.where(weight < 0, -1.0, 0.0)).to(grad.dtype)
+                        acc = tl.dot(grad, weight, acc, input_precision=INPUT_PRECISION)
+    # grad_x is contiguous (B, C, H, W); every pixel lies in exactly one cell, so each is written once
+    tl.store(gx_ptr + offs_b[:, None] * (C * H * W) + (ch * (H * W) + h * W + w)[None, :],
+             acc.to(gx_ptr.dtype.element_ty), mask=(offs_b[:, None] < B) & pixel_ok[None, :])
+
+
+_GX_CELL_CONFIGS = configs(("BLOCK_B", "BLOCK_O", "BLOCK_N"),
+                           [(32, 32, 16), (64, 32, 32), (64, 64, 64), (128, 64, 64), (64, 32, 128)])
+_lc_grad_input_cell, _GX_CELL_FIXED = autotuned(_lc_grad_input_cell_kernel, _GX_CELL_CONFIGS, ["B", "O", "C"])
+
+
+def lc_grad_input_cells(grad_out, weight, in_height, in_width, kernel, stride, padding, sign_weight=False):
+    """lc_grad_input with one program per stride cell (stride x stride input pixels) instead of per pixel: each
+    covering window's grad_out tile is read once per cell, not once per pixel, and the dot's columns are the
+    cell's stride^2 * C entries, so 1-3 input channels are not padded to a 16-wide channel block on their own
+    (at the 9x9 stride-4 RGB layer: 9x fewer grad_out tile reads, 48 of 64 columns used against 3 of 16)."""
+    batch, out_ch, h_out, w_out = grad_out.shape
+    positions, _, k_total = weight.shape
+    channels = k_total // (kernel * kernel)
+    grad_flat = grad_out.reshape(batch, out_ch, positions)
+    grad_x = torch.empty(batch, channels, in_height, in_width, device=grad_out.device, dtype=grad_out.dtype)
+    cell_h0, cell_w0 = padding // stride, padding // stride
+    cells_h = (padding + in_height - 1) // stride - cell_h0 + 1
+    cells_w = (padding + in_width - 1) // stride - cell_w0 + 1
+    columns = stride * stride * channels
+
+    def grid(meta):
+        return (cells_h * cells_w, triton.cdiv(batch, meta["BLOCK_B"]), triton.cdiv(columns, meta["BLOCK_N"]))
+
+    _lc_grad_input_cell[grid](
+        grad_flat, weight, grad_x,
+        batch, channels, in_height, in_width, out_ch, h_out, w_out, cell_h0, cell_w0, cells_w,
+        *grad_flat.stride(), *weight.stride(),
+        KERNEL=kernel, STRIDE=stride, PAD=padding, SIGN=sign_weight, INPUT_PRECISION=_precision(),
+        **_GX_CELL_FIXED,
+    )
+    return grad_x
+
+
+def lc_grad_input_cells_sign(grad_out, weight, in_height, in_width, kernel, stride, padding):
+    return lc_grad_input_cells(grad_out, weight, in_height, in_width, kernel, stride, padding, sign_weight=True)
+
+
 # ---- grad_out read channels-last ---------------------------------------------------------------------------
 
 def _out_channels_fastest(grad_out):
@@ -263,3 +359,12 @@ def lc_grad_input_cl(grad_out, weight, in_height, in_width, kernel, stride, padd
 def lc_grad_input_sign_cl(grad_out, weight, in_height, in_width, kernel, stride, padding):
     return lc_grad_input(_out_channels_fastest(grad_out), weight, in_height, in_width, kernel, stride, padding,
                          sign_weight=True)
+
+
+def lc_grad_input_cells_cl(grad_out, weight, in_height, in_width, kernel, stride, padding):
+    return lc_grad_input_cells(_out_channels_fastest(grad_out), weight, in_height, in_width, kernel, stride, padding)
+
+
+def lc_grad_input_cells_sign_cl(grad_out, weight, in_height, in_width, kernel, stride, padding):
+    return lc_grad_input_cells(_out_channels_fastest(grad_out), weight, in_height, in_width, kernel, stride,
+                               padding, sign_weight=True)

@@ -190,3 +190,36 @@ def test_backward_kernels_reading_grad_out_channels_last(name):
           lc_grad_input_reference(grad_out, w, h, wd, kernel, stride, padding))
     close(lc_grad_input_sign_cl(grad_out, w, h, wd, kernel, stride, padding),
           lc_grad_input_reference(grad_out, torch.sign(w), h, wd, kernel, stride, padding))
+
+
+@pytest.mark.parametrize("name", list(ODD_SHAPES) + [f"random_{seed}" for seed in range(6)])
+def test_stride_cell_input_gradient(name):
+    """lc_grad_input_cells (one program per stride x stride cell of input pixels), in both grad_out layouts and
+    with sign(W) on the fly, against the reference input gradient."""
+    from bpcompile.kernels.lc import (lc_grad_input_cells, lc_grad_input_cells_cl, lc_grad_input_cells_sign,
+                                      lc_grad_input_cells_sign_cl)
+
+    x, w, _, grad_out, kernel, stride, padding = case(200 + int(name[7:])) if name.startswith("random_") \
+        else odd_case(name)
+    h, wd = x.shape[2:]
+    expected = lc_grad_input_reference(grad_out, w, h, wd, kernel, stride, padding)
+    expected_sign = lc_grad_input_reference(grad_out, torch.sign(w), h, wd, kernel, stride, padding)
+    close(lc_grad_input_cells(grad_out, w, h, wd, kernel, stride, padding), expected)
+    close(lc_grad_input_cells_cl(grad_out, w, h, wd, kernel, stride, padding), expected)
+    close(lc_grad_input_cells_sign(grad_out, w, h, wd, kernel, stride, padding), expected_sign)
+    close(lc_grad_input_cells_sign_cl(grad_out, w, h, wd, kernel, stride, padding), expected_sign)
+
+
+def test_stride_cell_input_gradient_at_the_imagenet_stem_geometry():
+    """The 9x9 stride-4 RGB layer (imagenet_lc1's geometry, on a 23x23 input at batch 2): stride cells of 16
+    pixels x 3 channels, windows overlapping by 5 of 9 rows, a padded border."""
+    from bpcompile.kernels.lc import lc_grad_input_cells
+
+    g = torch.Generator().manual_seed(1)
+    kernel, stride, padding, size = 9, 4, 4, 23
+    out = (size + 2 * padding - kernel) // stride + 1
+    w = torch.randn(out * out, 5, kernel * kernel * 3, generator=g)
+    grad_out = torch.randn(2, 5, out, out, generator=g)
+    w, grad_out = to_device(w, grad_out)
+    close(lc_grad_input_cells(grad_out, w, size, size, kernel, stride, padding),
+          lc_grad_input_reference(grad_out, w, size, size, kernel, stride, padding))

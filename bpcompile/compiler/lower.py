@@ -4,7 +4,8 @@ Custom-op nodes become direct calls of the chosen implementation function
 (no dispatcher hop per call). On CPU that is the plain-PyTorch 'reference'.
 On CUDA an op with Triton kernels (the locally connected ops) gets 'auto': per
 shape, whichever of its Triton kernel (for the backward ops also the kernel's
-variant reading grad_out channels-last) and its reference ran fastest when
+variant reading grad_out channels-last, for the input gradient also the kernel
+working per stride cell, in both layouts) and its reference ran fastest when
 timed at the first call (compiler/timed_choice.py; no one formulation wins at
 every LC shape); $BPCOMPILE_IMPL=triton or =reference fixes one side. A
 sign-symmetry input gradient of an LC layer becomes one kernel that takes
@@ -51,15 +52,21 @@ def load_triton_implementations() -> bool:
     family = FAMILIES["locally_connected"]
     # 'auto' times these per shape: the kernel, for the backward also its variant reading grad_out channels-last
     # (coalesced tiles for one more copy), and the reference
-    for op, kernel, variant in ((family.forward, lc.lc_forward, None),
-                                (family.grad_input, lc.lc_grad_input, lc.lc_grad_input_cl),
-                                (family.grad_weight, lc.lc_grad_weight, lc.lc_grad_weight_cl)):
+    # (the input gradient also per stride cell: one program per stride x stride input pixels)
+    cell_kernels = {"triton, stride cells": lc.lc_grad_input_cells,
+                    "triton, stride cells, grad_out channels-last": lc.lc_grad_input_cells_cl}
+    for op, kernel, variant, more in ((family.forward, lc.lc_forward, None, {}),
+                                      (family.grad_input, lc.lc_grad_input, lc.lc_grad_input_cl, cell_kernels),
+                                      (family.grad_weight, lc.lc_grad_weight, lc.lc_grad_weight_cl, {})):
         impls = family.implementations[op]
         impls["triton"] = kernel
-        candidates = {"triton": kernel, "triton, grad_out channels-last": variant, "reference": impls["reference"]}
+        candidates = {"triton": kernel, "triton, grad_out channels-last": variant, **more,
+                      "reference": impls["reference"]}
         impls["auto"] = FastestOf(str(op), {name: fn for name, fn in candidates.items() if fn is not None})
     _SIGN_GRAD_INPUT["auto"] = FastestOf("locally_connected_grad_input_sign", {
         "triton": lc.lc_grad_input_sign, "triton, grad_out channels-last": lc.lc_grad_input_sign_cl,
+        "triton, stride cells": lc.lc_grad_input_cells_sign,
+        "triton, stride cells, grad_out channels-last": lc.lc_grad_input_cells_sign_cl,
         "reference": _sign_grad_input_reference})
     _TRITON_LOADED = True
     return True
