@@ -28,12 +28,16 @@ def test_seed_lists_that_are_not_integers_fail():
         assert result.returncode == 2 and f"{flag}: '0,x' is not a comma-separated list" in result.stderr
 
 
+STABILITY_CELLS = ("mnist_lc_ao_sdtp", "mnist_lc_ao_sdtp_parallel", "mnist_lc_sdtp", "mnist_lc_sdtp_parallel")
+
+
 def test_lc_seeds_select_the_committed_stability_runs():
-    """The SDTP-parallel LC cell's three committed seeds are finished at --stability-epochs (20), so they are kept."""
-    result = runner("--only", "mnist_lc_sdtp_parallel", "--lc-seeds", "0,1,2")
+    """Every SDTP and AO-SDTP LC cell's three committed seeds are finished at --stability-epochs (20), so they are
+    kept, not retrained."""
+    result = runner("--only", *STABILITY_CELLS, "--lc-seeds", "0,1,2")
     assert result.returncode == 0, result.stderr
     kept = sorted(line.split()[-1] for line in result.stdout.splitlines() if line.startswith("kept "))
-    assert kept == [f"results/bartunov_mnist/runs/mnist_lc_sdtp_parallel/seed_{s}" for s in range(3)]
+    assert kept == [f"results/bartunov_mnist/runs/{cell}/seed_{s}" for cell in STABILITY_CELLS for s in range(3)]
     default = runner("--only", "mnist_lc_sdtp_parallel")      # without --lc-seeds: the first of --seeds only
     assert [line for line in default.stdout.splitlines() if line.startswith("kept ")] == \
         ["kept results/bartunov_mnist/runs/mnist_lc_sdtp_parallel/seed_0"]

@@ -12,7 +12,8 @@ LC cells train the first seed only unless --lc-seeds says otherwise, 5 epochs (-
 AO-SDTP LC cells: 20 (--stability-epochs, issue 13's stability check). The committed stability runs of seeds 1 and
 2 come from
 
-    python results/bartunov_mnist/run.py --only mnist_lc_sdtp mnist_lc_sdtp_parallel --lc-seeds 0,1,2 --no-report
+    python results/bartunov_mnist/run.py --only mnist_lc_sdtp mnist_lc_sdtp_parallel mnist_lc_ao_sdtp \
+        mnist_lc_ao_sdtp_parallel --lc-seeds 0,1,2 --no-report
 
 On a GPU, results/bartunov_mnist/gpu.sh trains every LC cell at once into another folder (--runs), in chunks of
 epochs resumed from their checkpoints (--chunk-epochs) until the epochs or a deadline (--deadline)."""
@@ -40,7 +41,8 @@ NOTE = (
     "(60k train / 10k test) on a 2-core x86-64 CPU (torch 2.13, float32, one thread per run; no GPU was lent). "
     "FC cells: 100 epochs, seeds 0, 1, 2. LC cells and the "
     "BP ConvNet: as many epochs as the CPU allowed (the epochs column: 5, seed 0; the SDTP and AO-SDTP LC cells 20, "
-    "seed 0, and seeds 0-2 for SDTP parallel, as the stability check), far from the paper's 500. An epoch of the alternating schedule is an inverse pass then a forward pass "
+    "seeds 0-2, as the stability check), far from the paper's 500. An epoch of the alternating schedule is an "
+    "inverse pass then a forward pass "
     "over the same batches (Lee et al.'s code). The paper reports the best test error within 500 epochs of the "
     "best of 60 configurations; the *test error* column here is the final epoch's, and *best-epoch − paper* "
     "compares the best epoch as the paper does. "
