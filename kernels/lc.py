@@ -179,6 +179,23 @@ def lc_grad_weight(grad_out, x, kernel, stride, padding):
 # ---- input gradient ------------------------------------------------------------------------------------------
 
 @triton.jit
+def _add_window(acc, g_ptr, w_ptr, p, offs_b, k, k_ok, B, O, sgb, sgo, sgp, swp, swo, swk,
+                SIGN: tl.constexpr, INPUT_PRECISION: tl.constexpr, BLOCK_O: tl.constexpr):
+    """acc + grad_out[offs_b, :, p] @ weight[p, :, k] over every out-channel (sign(weight) when SIGN): one
+    covering window's share of the input gradient, for the patch entries k (masked by k_ok)."""
+    for o0 in range(0, O, BLOCK_O):
+        offs_o = o0 + tl.arange(0, BLOCK_O)
+        grad = tl.load(g_ptr + offs_b[:, None] * sgb + offs_o[None, :] * sgo + p * sgp,
+                       mask=(offs_b[:, None] < B) & (offs_o[None, :] < O), other=0.0)
+        weight = tl.load(w_ptr + p * swp + offs_o[:, None] * swo + k[None, :] * swk,
+                         mask=(offs_o[:, None] < O) & k_ok[None, :], other=0.0)
+        if SIGN:
+            weight = tl.where(weight > 0, 1.0, tl.where(weight < 0, -1.0, 0.0)).to(grad.dtype)
+        acc = tl.dot(grad, weight, acc, input_precision=INPUT_PRECISION)
+    return acc
+
+
+@triton.jit
 def _lc_grad_input_kernel(
     g_ptr, w_ptr, gx_ptr,
     B, C, H, W, O, H_OUT, W_OUT,
@@ -203,17 +220,8 @@ def _lc_grad_input_kernel(
             c_num = wx + PAD - j
             c = c_num // STRIDE
             if row_ok & (c_num >= 0) & (c < W_OUT):
-                p = r * W_OUT + c
-                k = (i * KERNEL + j) * C + offs_c
-                for o0 in range(0, O, BLOCK_O):
-                    offs_o = o0 + tl.arange(0, BLOCK_O)
-                    grad = tl.load(g_ptr + offs_b[:, None] * sgb + offs_o[None, :] * sgo + p * sgp,
-                                   mask=(offs_b[:, None] < B) & (offs_o[None, :] < O), other=0.0)
-                    weight = tl.load(w_ptr + p * swp + offs_o[:, None] * swo + k[None, :] * swk,
-                                     mask=(offs_o[:, None] < O) & (offs_c[None, :] < C), other=0.0)
-                    if SIGN:
-                        weight = tl.where(weight > 0, 1.0, tl.where(weight < 0, -1.0, 0.0)).to(grad.dtype)
-                    acc = tl.dot(grad, weight, acc, input_precision=INPUT_PRECISION)
+                acc = _add_window(acc, g_ptr, w_ptr, r * W_OUT + c, offs_b, (i * KERNEL + j) * C + offs_c,
+                                  offs_c < C, B, O, sgb, sgo, sgp, swp, swo, swk, SIGN, INPUT_PRECISION, BLOCK_O)
     # grad_x is contiguous (B, C, H, W)
     tl.store(gx_ptr + offs_b[:, None] * (C * H * W) + offs_c[None, :] * (H * W) + pixel,
              acc.to(gx_ptr.dtype.element_ty), mask=(offs_b[:, None] < B) & (offs_c[None, :] < C))
@@ -255,15 +263,15 @@ def _lc_grad_input_cell_kernel(
     g_ptr, w_ptr, gx_ptr,
     B, C, H, W, O, H_OUT, W_OUT, CELL_H0, CELL_W0, CELLS_W,
     sgb, sgo, sgp, swp, swo, swk,
-    KERNEL: tl.constexpr, STRIDE: tl.constexpr, PAD: tl.constexpr, SIGN: tl.constexpr,
+    KERNEL: tl.constexpr, STRIDE: tl.constexpr, PAD: tl.constexpr, WINDOWS: tl.constexpr, SIGN: tl.constexpr,
     INPUT_PRECISION: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_O: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     # The cell (qh, qw) holds the STRIDE x STRIDE input pixels whose padded coordinates (h + PAD, w + PAD) lie in
     # [qh * STRIDE, qh * STRIDE + STRIDE) x [qw * STRIDE, ...): windows start on multiples of STRIDE, so the
     # windows covering any pixel of the cell are among the WINDOWS^2 with r in (qh - WINDOWS, qh] and
-    # c in (qw - WINDOWS, qw]. Each is one dot over the whole cell: columns n = (dh * STRIDE + dw) * C + ch.
-    WINDOWS: tl.constexpr = (KERNEL + STRIDE - 1) // STRIDE
+    # c in (qw - WINDOWS, qw], WINDOWS = ceil(KERNEL / STRIDE). Each is one dot over the whole cell: columns
+    # n = (dh * STRIDE + dw) * C + ch.
     cell = tl.program_id(0)
     qh = CELL_H0 + cell // CELLS_W
     qw = CELL_W0 + cell % CELLS_W
@@ -286,18 +294,10 @@ def _lc_grad_input_cell_kernel(
                 c = qw - tc
                 j = v - c * STRIDE
                 if (c >= 0) & (c < W_OUT):
-                    p = r * W_OUT + c
-                    k = (i * KERNEL + j) * C + ch          # (dw, ch) runs are contiguous in W's K axis
-                    k_ok = pixel_ok & (i < KERNEL) & (j < KERNEL)
-                    for o0 in range(0, O, BLOCK_O):
-                        offs_o = o0 + tl.arange(0, BLOCK_O)
-                        grad = tl.load(g_ptr + offs_b[:, None] * sgb + offs_o[None, :] * sgo + p * sgp,
-                                       mask=(offs_b[:, None] < B) & (offs_o[None, :] < O), other=0.0)
-                        weight = tl.load(w_ptr + p * swp + offs_o[:, None] * swo + k[None, :] * swk,
-                                         mask=(offs_o[:, None] < O) & k_ok[None, :], other=0.0)
-                        if SIGN:
-                            weight = tl.where(weight > 0, 1.0, tl.where(weight < 0, -1.0, 0.0)).to(grad.dtype)
-                        acc = tl.dot(grad, weight, acc, input_precision=INPUT_PRECISION)
+                    # (dw, ch) runs of the columns are contiguous in W's K axis
+                    acc = _add_window(acc, g_ptr, w_ptr, r * W_OUT + c, offs_b, (i * KERNEL + j) * C + ch,
+                                      pixel_ok & (i < KERNEL) & (j < KERNEL), B, O, sgb, sgo, sgp, swp, swo, swk,
+                                      SIGN, INPUT_PRECISION, BLOCK_O)
     # grad_x is contiguous (B, C, H, W); every pixel lies in exactly one cell, so each is written once
     tl.store(gx_ptr + offs_b[:, None] * (C * H * W) + (ch * (H * W) + h * W + w)[None, :],
              acc.to(gx_ptr.dtype.element_ty), mask=(offs_b[:, None] < B) & pixel_ok[None, :])
@@ -330,8 +330,8 @@ def lc_grad_input_cells(grad_out, weight, in_height, in_width, kernel, stride, p
         grad_flat, weight, grad_x,
         batch, channels, in_height, in_width, out_ch, h_out, w_out, cell_h0, cell_w0, cells_w,
         *grad_flat.stride(), *weight.stride(),
-        KERNEL=kernel, STRIDE=stride, PAD=padding, SIGN=sign_weight, INPUT_PRECISION=_precision(),
-        **_GX_CELL_FIXED,
+        KERNEL=kernel, STRIDE=stride, PAD=padding, WINDOWS=triton.cdiv(kernel, stride), SIGN=sign_weight,
+        INPUT_PRECISION=_precision(), **_GX_CELL_FIXED,
     )
     return grad_x
 

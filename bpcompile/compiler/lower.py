@@ -50,19 +50,20 @@ def load_triton_implementations() -> bool:
     except ImportError:
         return False
     family = FAMILIES["locally_connected"]
-    # 'auto' times these per shape: the kernel, for the backward also its variant reading grad_out channels-last
-    # (coalesced tiles for one more copy), and the reference
-    # (the input gradient also per stride cell: one program per stride x stride input pixels)
-    cell_kernels = {"triton, stride cells": lc.lc_grad_input_cells,
-                    "triton, stride cells, grad_out channels-last": lc.lc_grad_input_cells_cl}
-    for op, kernel, variant, more in ((family.forward, lc.lc_forward, None, {}),
-                                      (family.grad_input, lc.lc_grad_input, lc.lc_grad_input_cl, cell_kernels),
-                                      (family.grad_weight, lc.lc_grad_weight, lc.lc_grad_weight_cl, {})):
+    # 'auto' times these per shape against the reference: the kernel ("triton", also the op's 'triton'
+    # implementation), for the backward also its variant reading grad_out channels-last (coalesced tiles for one
+    # more copy), for the input gradient also the kernel per stride cell (stride x stride input pixels)
+    kernels = {
+        family.forward: {"triton": lc.lc_forward},
+        family.grad_input: {"triton": lc.lc_grad_input, "triton, grad_out channels-last": lc.lc_grad_input_cl,
+                            "triton, stride cells": lc.lc_grad_input_cells,
+                            "triton, stride cells, grad_out channels-last": lc.lc_grad_input_cells_cl},
+        family.grad_weight: {"triton": lc.lc_grad_weight, "triton, grad_out channels-last": lc.lc_grad_weight_cl},
+    }
+    for op, candidates in kernels.items():
         impls = family.implementations[op]
-        impls["triton"] = kernel
-        candidates = {"triton": kernel, "triton, grad_out channels-last": variant, **more,
-                      "reference": impls["reference"]}
-        impls["auto"] = FastestOf(str(op), {name: fn for name, fn in candidates.items() if fn is not None})
+        impls["triton"] = candidates["triton"]
+        impls["auto"] = FastestOf(str(op), {**candidates, "reference": impls["reference"]})
     _SIGN_GRAD_INPUT["auto"] = FastestOf("locally_connected_grad_input_sign", {
         "triton": lc.lc_grad_input_sign, "triton, grad_out channels-last": lc.lc_grad_input_sign_cl,
         "triton, stride cells": lc.lc_grad_input_cells_sign,
