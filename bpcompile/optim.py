@@ -40,17 +40,25 @@ def lr_factor(schedule, epoch: int, epochs: int) -> float:
     if schedule.name == "cosine":
         if epoch < schedule.warmup_epochs:
             return (epoch + 1) / schedule.warmup_epochs
-        span = max(1, epochs - schedule.warmup_epochs)
-        progress = (epoch - schedule.warmup_epochs) / span
+        span = max(1, (schedule.epochs or epochs) - schedule.warmup_epochs)
+        progress = min(1.0, (epoch - schedule.warmup_epochs) / span)
         return schedule.min_lr_factor + (1 - schedule.min_lr_factor) * 0.5 * (1 + math.cos(math.pi * progress))
     raise ValueError(f"unknown schedule {schedule.name!r}")
 
 
 def build_scheduler(spec, optimizer, epochs: int) -> torch.optim.lr_scheduler.LambdaLR:
-    schedule = spec.schedule
-    if schedule.name == "cosine":
-        schedule = _CosineView(schedule, spec.lr)
+    schedule = _view(spec)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: lr_factor(schedule, epoch, epochs))
+
+
+def scheduled_lr(spec, epoch: int, epochs: int) -> float:
+    """The optimiser spec's learning rate during (0-based) `epoch` of a run of `epochs` (for optimisers stepped by
+    a rule's hook rather than the runtime's per-epoch scheduler)."""
+    return spec.lr * lr_factor(_view(spec), epoch, epochs)
+
+
+def _view(spec):
+    return _CosineView(spec.schedule, spec.lr) if spec.schedule.name == "cosine" else spec.schedule
 
 
 class _CosineView:
@@ -59,5 +67,5 @@ class _CosineView:
     name = "cosine"
 
     def __init__(self, schedule, base_lr: float):
-        self.warmup_epochs = schedule.warmup_epochs
+        self.warmup_epochs, self.epochs = schedule.warmup_epochs, schedule.epochs
         self.min_lr_factor = schedule.min_lr / base_lr

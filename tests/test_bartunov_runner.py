@@ -43,6 +43,16 @@ def test_lc_seeds_select_the_committed_stability_runs():
         ["kept results/bartunov_mnist/runs/mnist_lc_sdtp_parallel/seed_0"]
 
 
+def test_the_committed_lc_runs_have_the_runner_s_default_epochs():
+    """The LC BP, FA and DFA cells and the BP ConvNet are committed at --lc-epochs' default (20), so the runner's
+    default call keeps them instead of retraining them to another length."""
+    cells = ("mnist_lc_bp", "mnist_lc_fa", "mnist_lc_dfa", "mnist_conv_bp")
+    result = runner("--only", *cells)
+    assert result.returncode == 0, result.stderr
+    kept = sorted(line.split()[-1] for line in result.stdout.splitlines() if line.startswith("kept "))
+    assert kept == sorted(f"results/bartunov_mnist/runs/{cell}/seed_0" for cell in cells)
+
+
 def _metrics(run_dir: Path) -> list:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
@@ -79,9 +89,20 @@ def test_epoch_counts_below_one_fail():
         assert result.returncode == 2 and f"{flag}: '0' is not a whole number of at least 1" in result.stderr
 
 
-def test_chunks_refuse_a_cell_whose_schedule_spans_its_epochs():
-    result = runner("--only", "mnist_fc_dtp", "--chunk-epochs", "5")
-    assert result.returncode == 2 and "--chunk-epochs: mnist_fc_dtp decays its learning rate" in result.stderr
+def test_chunks_of_a_cell_with_a_cosine_decay_keep_the_whole_run_s_rates(tmp_path):
+    """A cosine decay spans train.epochs, which each chunk raises: chunked runs pin its span to the whole run
+    (optimizer.schedule.epochs), so two one-epoch chunks of the SDTP-alternating FC cell train at the rates, and
+    to the numbers, of one two-epoch run."""
+    common = ("--data-dir", DATA, "--only", "mnist_fc_sdtp", "--fc-epochs", "2", "--max-steps", "3", "--jobs", "1")
+    plain = runner(*common, "--runs", str(tmp_path / "plain"), timeout=600)
+    chunked = runner(*common, "--runs", str(tmp_path / "chunked"), "--chunk-epochs", "1", timeout=600)
+    assert plain.returncode == 0 and chunked.returncode == 0, plain.stderr + chunked.stderr
+    assert "optimizer.schedule.epochs=2" in chunked.stdout and "optimizer.schedule.epochs" not in plain.stdout
+    one, two = (tmp_path / name / "mnist_fc_sdtp" / "seed_0" for name in ("plain", "chunked"))
+    rows = _metrics(one)[1:]
+    assert [r["lr"] for r in rows] == [1.81e-4, 1.81e-4 * 0.5]          # epochs 0 and 1 of a 2-epoch cosine
+    assert [r["lr"] for r in _metrics(two)[1:]] == [r["lr"] for r in rows]
+    assert _numbers(_metrics(two)) == _numbers(_metrics(one))
 
 
 def test_the_gpu_script_packs_every_run_it_trains(tmp_path):

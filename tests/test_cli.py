@@ -172,6 +172,67 @@ def test_metrics_lr_is_the_rate_each_epoch_trained_at(tmp_path):
     assert [r["lr"] for r in rows] == pytest.approx(expected)
 
 
+def _lrs(run_dir):
+    return [json.loads(line)["lr"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()[1:]]
+
+
+def test_a_cosine_span_set_apart_from_train_epochs(tmp_path):
+    """optimizer.schedule.epochs: the decay spans 2 epochs of a 3-epoch run (then stays at min_lr); a run trained in
+    parts along that span (1 epoch, resumed to 3) trains every epoch at the uninterrupted run's rate and ends with
+    its weights."""
+    path = synthetic_spec(tmp_path, epochs=3, lr=0.01)
+    raw = json.loads(path.read_text())
+    raw["optimizer"]["schedule"] = {"name": "cosine", "epochs": 2, "min_lr": 0.001}
+    path.write_text(json.dumps(raw))
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert bpc_here("run", path, "--out", straight, "--no-progress").returncode == 0
+    expected = [0.001 + 0.009 * 0.5 * (1 + math.cos(math.pi * min(k / 2, 1))) for k in range(3)]
+    assert _lrs(straight) == pytest.approx(expected) and expected[1:] == pytest.approx([0.0055, 0.001])
+    assert bpc_here("run", path, "--out", split, "--set", "train.epochs=1", "--no-progress").returncode == 0
+    assert bpc_here("run", "--resume", split, "--set", "train.epochs=3", "--no-progress").returncode == 0
+    assert _lrs(split) == _lrs(straight)
+    a, b = (torch.load(d / "checkpoint.pt", weights_only=False)["network"] for d in (straight, split))
+    assert all(torch.equal(a[name], b[name]) for name in a)
+
+
+def test_resume_refuses_to_stretch_a_cosine_decay_over_more_epochs(tmp_path):
+    """Without its own span a cosine decay spans train.epochs: raising it on resume would change the rates of the
+    epochs still to come, so it is refused, naming the schedule and the way out; resuming to the same length is not."""
+    path = synthetic_spec(tmp_path, epochs=1, lr=0.01)
+    raw = json.loads(path.read_text())
+    raw["optimizer"]["schedule"] = {"name": "cosine"}
+    path.write_text(json.dumps(raw))
+    run = tmp_path / "run"
+    assert bpc_here("run", path, "--out", run, "--no-progress").returncode == 0
+    before = (run / "metrics.jsonl").read_text()
+    assert_user_error(bpc("run", "--resume", run, "--set", "train.epochs=2"), "optimizer.schedule is a cosine decay",
+                      "--set optimizer.schedule.epochs=2")
+    assert (run / "metrics.jsonl").read_text() == before                # nothing written
+    assert bpc_here("run", "--resume", run, "--no-progress").returncode == 0
+
+
+def test_cosine_span_and_warmup_are_checked(tmp_path):
+    path = synthetic_spec(tmp_path)
+    assert_user_error(bpc("validate", path, "--set", 'optimizer.schedule={"name": "cosine", "epochs": 2, '
+                          '"warmup_epochs": 2}'), "optimizer.schedule", "warmup_epochs (2) must be below epochs (2)")
+
+
+@pytest.mark.parametrize("schedule", [{"name": "constant"}, {"name": "cosine"}, {"name": "step", "step_epochs": 1,
+                                                                                  "gamma": 0.3}])
+def test_the_inverse_optimiser_follows_its_own_schedule(tmp_path, schedule):
+    """rule.inverse_optimizer.schedule sets the inverses' rate each epoch (it was once ignored): after a 3-epoch
+    run the checkpointed inverse optimiser holds the last epoch's rate (0-based epoch 2) by the schedule's formula."""
+    inverse = {"name": "adam", "lr": 0.02, "schedule": schedule}
+    rule = {"name": "dtp", "schedule": "parallel", "noise_sigma": 0.1, "alpha": 0.1, "inverse_optimizer": inverse}
+    path = synthetic_spec(tmp_path, rule=rule, epochs=3)
+    out = tmp_path / "run"
+    assert bpc_here("run", path, "--out", out, "--no-progress").returncode == 0
+    checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)
+    lr = checkpoint["rule_step"]["hooks"][0]["inverse_optimizer"]["param_groups"][0]["lr"]
+    factor = {"constant": 1.0, "cosine": 0.5 * (1 + math.cos(math.pi * 2 / 3)), "step": 0.3 ** 2}[schedule["name"]]
+    assert lr == pytest.approx(0.02 * factor)
+
+
 @pytest.mark.parametrize("rule", list(RESUME_RULES.values()), ids=list(RESUME_RULES))
 def test_resume_continues_exactly_as_an_uninterrupted_run(tmp_path, rule):
     path = synthetic_spec(tmp_path, rule=rule, epochs=3)

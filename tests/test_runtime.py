@@ -33,6 +33,8 @@ def test_schedules_follow_their_formulas():
     assert cosine[:2] == pytest.approx([0.5, 1.0])                       # linear warm-up
     expected = [0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * k / 4)) for k in range(4)]
     assert cosine[2:] == pytest.approx(expected)
+    # a span of its own (3 epochs) in a 5-epoch run: the decay ends at min_lr (0 here) and stays there
+    assert lrs(SGD(lr=1.0, schedule=CosineLR(epochs=3)), 5) == pytest.approx([1.0, 0.75, 0.25, 0.0, 0.0])
 
 
 def test_optimizers_get_the_spec_settings():

@@ -104,6 +104,9 @@ class RuleStep:
         self.hooks = program.hooks
         self.count = 0
         self.batches_per_epoch: Optional[int] = None   # set by the trainer (weight mirror's pre_batches='epoch')
+        # the epoch being trained (0-based) and the run's length, set by the trainer: rule optimisers with their
+        # own schedule (target propagation's inverse optimiser) read them
+        self.epoch, self.epochs = 0, None
         self.last_outputs: dict = {}       # the last step's extra outputs (targets, losses), by (kind, name)
         self.generator = seeded_generator(seed, "runtime", "noise_inputs", program.device)
         # per phase: which outputs are losses, and whether each has been finite in every step so far (kept on

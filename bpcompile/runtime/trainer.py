@@ -203,6 +203,7 @@ class Trainer:
         problem = lr_problem(self.optimizer, epoch + 1)   # the spec's lr, or a resumed run's scheduled one
         if problem:
             raise self._diverged(0, problem)
+        self.step.epoch, self.step.epochs = epoch, self.spec.train.epochs
         steps, step = epoch_steps(self.program, self.train_loader, epoch), 0
         with self._progress() as bar:
             task = bar.add_task(label, total=steps_per_epoch(self.program, self.train_loader), loss="-")
@@ -418,6 +419,7 @@ def _resume(run_dir: RunDir, spec, device, data_dir, console, show_progress: boo
     saved = spec_from_dict(read_spec_dict(run_dir.file("spec.json")), f"run spec {run_dir.file('spec.json')}")
     if spec is not None:
         _check_resumable(saved, spec)
+        _check_schedules_keep_their_span(saved, spec)
         saved = saved.model_copy(update={"train": saved.train.model_copy(update={"epochs": spec.train.epochs,
                                                                                  "loggers": spec.train.loggers})})
     spec = saved
@@ -461,6 +463,23 @@ def _check_resumable(saved, given) -> None:
             f"--resume: the given spec differs from the run's spec.json in {', '.join(diffs[:8])}; only train.epochs "
             f"(and train.loggers) may change when resuming."
         )
+
+
+def _check_schedules_keep_their_span(saved, given) -> None:
+    """A cosine schedule without its own span (schedule.epochs) spans train.epochs: raising train.epochs on resume
+    would stretch it, so the resumed epochs would not train at the rates an uninterrupted run of that length has."""
+    if given.train.epochs == saved.train.epochs:
+        return
+    optimizers = {"optimizer": saved.optimizer, "rule.inverse_optimizer": getattr(saved.rule, "inverse_optimizer", None)}
+    spanning = [f"{path}.schedule" for path, optimizer in optimizers.items()
+                if optimizer is not None and optimizer.schedule.name == "cosine" and optimizer.schedule.epochs is None]
+    if spanning:
+        raise BpcompileError(
+            f"--resume: the run's {' and '.join(spanning)} is a cosine decay over train.epochs "
+            f"({saved.train.epochs}), so changing train.epochs to {given.train.epochs} would change the learning rate "
+            f"of the epochs still to train and the run would match no uninterrupted run. Resume it with its own "
+            f"train.epochs, or start it again with the schedule's span set (e.g. --set "
+            f"{spanning[0]}.epochs={given.train.epochs}) to train it in parts.")
 
 
 def _diff_paths(a, b, prefix=""):

@@ -5,7 +5,7 @@ feedback (weight mirror) parameters each get their own optimiser spec."""
 
 from typing import Annotated, Literal, Optional, Union
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from .base import SpecModel
 
@@ -40,6 +40,17 @@ class CosineLR(SpecModel):
     name: Literal["cosine"] = "cosine"
     min_lr: float = Field(0.0, ge=0)
     warmup_epochs: int = Field(0, ge=0, le=MAX_EPOCHS)
+    epochs: Optional[int] = Field(
+        None, gt=0, le=MAX_EPOCHS, description="Epochs the schedule spans, warm-up included (the rate stays at min_lr "
+        "after them); default: the run's train.epochs. Set it to train a run in parts (bpcompile run --resume "
+        "raising train.epochs) along one schedule: without it the span would move with train.epochs.")
+
+    @model_validator(mode="after")
+    def _warmup_within_span(self):
+        if self.epochs is not None and self.warmup_epochs >= self.epochs:
+            raise ValueError(f"warmup_epochs ({self.warmup_epochs}) must be below epochs ({self.epochs}), the "
+                             f"schedule's span")
+        return self
 
 
 ScheduleSpec = Annotated[Union[ConstantLR, StepLR, MultiStepLR, CosineLR], Field(discriminator="name")]

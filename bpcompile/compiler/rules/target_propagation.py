@@ -45,7 +45,7 @@ from ...nn.layers import ACTIVATIONS, Activation, Flatten
 from ...nn.losses import task_loss
 from ...nn.ops import role_of
 from ...nn.ops.maps import linear_map, transpose_map
-from ...optim import build_optimizer
+from ...optim import build_optimizer, scheduled_lr
 from ..program import META_LAYER, META_ROLE, Rewrite, Signature, Slot
 from ..graph_cache import code_digest_of, network_facts, traced
 from ..trace import cleanup, select_outputs, tag_layers, trace_batch_size
@@ -423,7 +423,8 @@ class TargetPropagation(RulePass):
             schedule, alternation = ["inverse", "forward"], rule.alternation
         inverse_params = [ctx.state[n] for n in step.inverse_state]
         if inverse_params:
-            ctx.hooks.append(InverseHooks(build_optimizer(rule.inverse_optimizer, inverse_params)))
+            optimizer = build_optimizer(rule.inverse_optimizer, inverse_params)
+            ctx.hooks.append(InverseHooks(optimizer, rule.inverse_optimizer))
         noise_shapes = {f"noise:{blocks[j].info.name}": tuple(blocks[j].info.in_shape) for j in step.inverted}
         for j in step.inverted:
             info = blocks[j].info
@@ -434,13 +435,19 @@ class TargetPropagation(RulePass):
 
 
 class InverseHooks(RuleHooks):
-    """Steps the inverses' optimiser after every step that computed their gradients; checks targets."""
+    """Steps the inverses' optimiser after every step that computed their gradients, at the rate its own
+    schedule (rule.inverse_optimizer.schedule) gives the current epoch; checks targets."""
 
-    def __init__(self, optimizer):
-        self.optimizer = optimizer
+    def __init__(self, optimizer, spec):
+        self.optimizer, self.spec = optimizer, spec
 
     def after_step(self, run) -> None:
         if any(p.grad is not None for group in self.optimizer.param_groups for p in group["params"]):
+            epochs = getattr(run, "epochs", None)    # None where a test calls the hook outside a run
+            if epochs is not None and self.spec.schedule.name != "constant":
+                lr = scheduled_lr(self.spec, run.epoch, epochs)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr
             self.optimizer.step()
 
     def check(self, run) -> str | None:
