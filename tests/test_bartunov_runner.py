@@ -44,9 +44,9 @@ def test_lc_seeds_select_the_committed_stability_runs():
 
 
 def test_the_committed_lc_runs_have_the_runner_s_default_epochs():
-    """The LC BP, FA and DFA cells and the BP ConvNet are committed at --lc-epochs' default (20), so the runner's
+    """The LC BP, FA, DFA and DTP cells and the BP ConvNet are committed at --lc-epochs' default (20), so the runner's
     default call keeps them instead of retraining them to another length."""
-    cells = ("mnist_lc_bp", "mnist_lc_fa", "mnist_lc_dfa", "mnist_conv_bp")
+    cells = ("mnist_lc_bp", "mnist_lc_fa", "mnist_lc_dfa", "mnist_lc_dtp", "mnist_lc_dtp_parallel", "mnist_conv_bp")
     result = runner("--only", *cells)
     assert result.returncode == 0, result.stderr
     kept = sorted(line.split()[-1] for line in result.stdout.splitlines() if line.startswith("kept "))

@@ -9,9 +9,8 @@ summary.json; checkpoints stay out of git) with `bpcompile run`; --jobs runs tha
 each. A run that already finished with the asked-for epochs is kept, so an interrupted call continues.
 
 LC cells and the BP ConvNet train the first seed only unless --lc-seeds says otherwise, 20 epochs (--lc-epochs;
---stability-epochs for the SDTP and AO-SDTP LC cells, issue 13's stability check). The committed DTP LC runs have
-5 epochs (--lc-epochs 5: an LC DTP epoch is about 100 s on this CPU). The committed stability runs of seeds 1 and
-2 come from
+--stability-epochs for the SDTP and AO-SDTP LC cells, issue 13's stability check). The committed stability runs of seeds 1 and 2 come
+from
 
     python results/bartunov_mnist/run.py --only mnist_lc_sdtp mnist_lc_sdtp_parallel mnist_lc_ao_sdtp \
         mnist_lc_ao_sdtp_parallel --lc-seeds 0,1,2 --no-report
@@ -43,7 +42,7 @@ NOTE = (
     "net, Table 5 settings except where docs/DEVIATIONS.md records a change, batch 128) on the full official MNIST "
     "(60k train / 10k test) on a 2-core x86-64 CPU (torch 2.13, float32, one thread per run; no GPU was lent). "
     "FC cells: 100 epochs, seeds 0, 1, 2. LC cells and the "
-    "BP ConvNet: as many epochs as the CPU allowed (the epochs column: 20, seed 0; the DTP LC cells 5; the SDTP and "
+    "BP ConvNet: as many epochs as the CPU allowed (the epochs column: 20, seed 0; the SDTP and "
     "AO-SDTP LC cells 20, seeds 0-2, as the stability check), far from the paper's 500. An epoch of the alternating "
     "schedule is an "
     "inverse pass then a forward pass "
