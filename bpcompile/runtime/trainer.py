@@ -22,6 +22,7 @@ from ..compiler.dump import dump_text
 from ..console import make_console
 from ..data import load_dataset, make_loaders, random_batch
 from ..errors import BpcompileError, TrainingDiverged
+from ..spec.optim import cosine_decays_over_train_epochs
 from ..spec import data_shapes, spec_from_dict, spec_to_json
 from ..spec.io import read_spec_dict
 from .checkpoint import WriteFailed, load_checkpoint, save_checkpoint
@@ -470,9 +471,7 @@ def _check_schedules_keep_their_span(saved, given) -> None:
     would stretch it, so the resumed epochs would not train at the rates an uninterrupted run of that length has."""
     if given.train.epochs == saved.train.epochs:
         return
-    optimizers = {"optimizer": saved.optimizer, "rule.inverse_optimizer": getattr(saved.rule, "inverse_optimizer", None)}
-    spanning = [f"{path}.schedule" for path, optimizer in optimizers.items()
-                if optimizer is not None and optimizer.schedule.name == "cosine" and optimizer.schedule.epochs is None]
+    spanning = cosine_decays_over_train_epochs(saved)
     if spanning:
         raise BpcompileError(
             f"--resume: the run's {' and '.join(spanning)} is a cosine decay over train.epochs "

@@ -86,3 +86,11 @@ class SGD(SpecModel):
 
 OptimizerSpec = Annotated[Union[Adam, SGD], Field(discriminator="name")]
 OptionalOptimizer = Optional[OptimizerSpec]
+
+
+def cosine_decays_over_train_epochs(spec) -> list[str]:
+    """Field paths of the experiment's cosine schedules without a span of their own (schedule.epochs), whose rates
+    therefore depend on train.epochs: the forward optimiser's and target propagation's inverse optimiser's."""
+    optimizers = {"optimizer": spec.optimizer, "rule.inverse_optimizer": getattr(spec.rule, "inverse_optimizer", None)}
+    return [f"{path}.schedule" for path, optimizer in optimizers.items()
+            if optimizer is not None and optimizer.schedule.name == "cosine" and optimizer.schedule.epochs is None]

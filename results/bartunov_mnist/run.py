@@ -30,6 +30,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
+sys.path.insert(0, str(ROOT))     # bpcompile from this checkout, installed or not (gpu.sh's machine)
+from bpcompile.spec.io import load_spec  # noqa: E402  (after the path)
+from bpcompile.spec.optim import cosine_decays_over_train_epochs  # noqa: E402
 RUNS = HERE / "runs"
 REPORT = HERE.parent / "bartunov_mnist.md"
 GRADIENT = ("bp", "fa", "dfa")
@@ -125,11 +128,8 @@ def _whole_run_spans(spec: str, epochs: int, chunked: bool) -> list:
     (optimizer.schedule.epochs), so the chunks train at the rates one uninterrupted run has."""
     if not chunked:
         return []
-    raw = json.loads((ROOT / "specs" / f"{spec}.json").read_text())
-    optimizers = {"optimizer": raw.get("optimizer", {}),
-                  "rule.inverse_optimizer": raw.get("rule", {}).get("inverse_optimizer") or {}}
-    return [arg for path, optimizer in optimizers.items() if (optimizer.get("schedule") or {}).get("name") == "cosine"
-            for arg in ("--set", f"{path}.schedule.epochs={epochs}")]
+    spanning = cosine_decays_over_train_epochs(load_spec(ROOT / "specs" / f"{spec}.json"))
+    return [arg for path in spanning for arg in ("--set", f"{path}.epochs={epochs}")]
 
 
 def report() -> None:
