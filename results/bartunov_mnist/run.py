@@ -9,8 +9,8 @@ summary.json; checkpoints stay out of git) with `bpcompile run`; --jobs runs tha
 each. A run that already finished with the asked-for epochs is kept, so an interrupted call continues.
 
 LC cells and the BP ConvNet train the first seed only unless --lc-seeds says otherwise, 20 epochs (--lc-epochs;
---stability-epochs for the SDTP and AO-SDTP LC cells, issue 13's stability check). The committed stability runs of seeds 1 and 2 come
-from
+--stability-epochs for the SDTP and AO-SDTP LC cells, issue 13's stability check). The committed stability runs
+of seeds 1 and 2 come from
 
     python results/bartunov_mnist/run.py --only mnist_lc_sdtp mnist_lc_sdtp_parallel mnist_lc_ao_sdtp \
         mnist_lc_ao_sdtp_parallel --lc-seeds 0,1,2 --no-report
@@ -47,9 +47,7 @@ NOTE = (
     "FC cells: 100 epochs, seeds 0, 1, 2. LC cells and the "
     "BP ConvNet: as many epochs as the CPU allowed (the epochs column: 20, seed 0; the SDTP and "
     "AO-SDTP LC cells 20, seeds 0-2, as the stability check), far from the paper's 500. An epoch of the alternating "
-    "schedule is an "
-    "inverse pass then a forward pass "
-    "over the same batches (Lee et al.'s code). The paper reports the best test error within 500 epochs of the "
+    "schedule is an inverse pass then a forward pass over the same batches (Lee et al.'s code). The paper reports the best test error within 500 epochs of the "
     "best of 60 configurations; the *test error* column here is the final epoch's, and *best-epoch − paper* "
     "compares the best epoch as the paper does. "
     "Retrain: `python results/bartunov_mnist/run.py --data-dir ../shared/data --seeds 0,1,2 --jobs 2`; "

@@ -440,15 +440,22 @@ class InverseHooks(RuleHooks):
 
     def __init__(self, optimizer, spec):
         self.optimizer, self.spec = optimizer, spec
+        self.rate_epoch = None      # the epoch whose scheduled rate the optimiser holds
 
     def after_step(self, run) -> None:
         if any(p.grad is not None for group in self.optimizer.param_groups for p in group["params"]):
-            epochs = getattr(run, "epochs", None)    # None where a test calls the hook outside a run
-            if epochs is not None and self.spec.schedule.name != "constant":
-                lr = scheduled_lr(self.spec, run.epoch, epochs)
-                for group in self.optimizer.param_groups:
-                    group["lr"] = lr
+            self._follow_schedule(run)
             self.optimizer.step()
+
+    def _follow_schedule(self, run) -> None:
+        """Sets the scheduled rate once per epoch (the rate changes only between epochs)."""
+        epochs = getattr(run, "epochs", None)    # None where a test calls the hook outside a run
+        if epochs is None or self.spec.schedule.name == "constant" or run.epoch == self.rate_epoch:
+            return
+        lr = scheduled_lr(self.spec, run.epoch, epochs)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.rate_epoch = run.epoch
 
     def check(self, run) -> str | None:
         for (kind, layer), value in run.last_outputs.items():
