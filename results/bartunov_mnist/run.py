@@ -13,7 +13,7 @@ LC cells and the BP ConvNet train the first seed only unless --lc-seeds says oth
 of seeds 1 and 2 come from
 
     python results/bartunov_mnist/run.py --only mnist_lc_sdtp mnist_lc_sdtp_parallel mnist_lc_ao_sdtp \
-        mnist_lc_ao_sdtp_parallel --lc-seeds 0,1,2 --no-report
+        mnist_lc_ao_sdtp_parallel mnist_lc_dtp mnist_lc_dtp_parallel --lc-seeds 0,1,2 --no-report
 
 On a GPU, results/bartunov_mnist/gpu.sh trains every LC cell at once into another folder (--runs), in chunks of
 epochs resumed from their checkpoints (--chunk-epochs) until the epochs or a deadline (--deadline); a cell whose
@@ -45,8 +45,8 @@ NOTE = (
     "net, Table 5 settings except where docs/DEVIATIONS.md records a change, batch 128) on the full official MNIST "
     "(60k train / 10k test) on a 2-core x86-64 CPU (torch 2.13, float32, one thread per run; no GPU was lent). "
     "FC cells: 100 epochs, seeds 0, 1, 2. LC cells and the "
-    "BP ConvNet: as many epochs as the CPU allowed (the epochs column: 20, seed 0; the SDTP and "
-    "AO-SDTP LC cells 20, seeds 0-2, as the stability check), far from the paper's 500. An epoch of the alternating "
+    "BP ConvNet: as many epochs as the CPU allowed (the epochs column: 20, seed 0; the TP LC cells 20, seeds 0-2, "
+    "the SDTP and AO-SDTP ones as the stability check), far from the paper's 500. An epoch of the alternating "
     "schedule is an inverse pass then a forward pass over the same batches (Lee et al.'s code). The paper reports the best test error within 500 epochs of the "
     "best of 60 configurations; the *test error* column here is the final epoch's, and *best-epoch − paper* "
     "compares the best epoch as the paper does. "
