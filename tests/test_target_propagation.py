@@ -3,6 +3,7 @@
 tests/plain_tp.py on random dense, locally connected and conv nets: the targets, the local and
 inverse losses, and every forward and inverse parameter update."""
 
+import math
 from types import SimpleNamespace
 
 import pytest
@@ -10,14 +11,15 @@ import torch
 
 from bpcompile.compiler import compile_experiment
 from bpcompile.compiler.dump import dump_text
+from bpcompile.compiler.rules.target_propagation import InverseHooks
 from bpcompile.errors import BpcompileError
 from bpcompile.optim import build_optimizer
 from bpcompile.runtime.metrics import AlignmentProbe
 from bpcompile.runtime.schedule import epoch_steps, steps_per_epoch
 from bpcompile.runtime.step import RuleStep
 from bpcompile.spec import (
-    AOSDTP, DTP, SDTP, SGD, TP, Activation, Alternation, Dense, ExperimentSpec, Flatten, LocallyConnected, NetworkSpec, Pool,
-    Synthetic, TrainSpec,
+    AOSDTP, DTP, SDTP, SGD, TP, Activation, Adam, Alternation, Dense, ExperimentSpec, Flatten, LocallyConnected,
+    NetworkSpec, Pool, Synthetic, TrainSpec,
 )
 from plain_nets import rel_error
 from plain_tp import tp_step
@@ -278,3 +280,21 @@ def test_divergent_targets_are_reported_naming_the_layer():
     x, y = batch(shape, classes, 14, size=6)
     run(x, y)
     assert "the targets of layer 'fc1' exploded" in run.step.check()
+
+
+def test_inverse_hooks_set_the_scheduled_rate_once_per_epoch():
+    """InverseHooks gives the inverse optimiser its schedule's rate for the current epoch (a plain cosine here)
+    at the epoch's first step and leaves it alone for the epoch's other steps."""
+    spec = Adam(lr=0.02, schedule={"name": "cosine"})
+    weight = torch.nn.Parameter(torch.ones(3))
+    optimizer = torch.optim.SGD([weight], lr=spec.lr)
+    hooks = InverseHooks(optimizer, spec)
+    epochs = 4
+    for epoch in range(epochs):
+        run = SimpleNamespace(epoch=epoch, epochs=epochs)
+        weight.grad = torch.ones(3)
+        hooks.after_step(run)
+        assert optimizer.param_groups[0]["lr"] == pytest.approx(0.02 * 0.5 * (1 + math.cos(math.pi * epoch / epochs)))
+        optimizer.param_groups[0]["lr"] = 123.0           # a later step of the same epoch keeps what it finds
+        hooks.after_step(run)
+        assert optimizer.param_groups[0]["lr"] == 123.0
